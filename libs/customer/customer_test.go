@@ -1,0 +1,146 @@
+package customer_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/custimport/custimport/libs/customer"
+)
+
+var emailCases = []struct {
+	email string
+	ok    bool
+}{
+	{"kathy.hunter@bing.com", true},
+	{"justyn_kautzer@fannie.biz", true},
+	{"nicholas@example", true},
+	{"a+tag@sub.example.co.uk", true},
+	{"josé@exämple.de", true},
+	{"", false},
+	{"not-an-email", false},
+	{"a@b@c", false},
+	{"@example.com", false},
+	{"user@", false},
+	{"user@.com", false},
+	{"user@exa mple.com", false},
+	{"us er@example.com", false},
+	{"user.@example.com", false},
+	{"us..er@example.com", false},
+	{"user@-example.com", false},
+	{"user@example..com", false},
+	{"user@exam_ple.com", false},
+	{strings.Repeat("a", 65) + "@example.com", false},
+	{"user@" + strings.Repeat("a", 250) + ".com", false},
+}
+
+func TestValidateEmail(t *testing.T) {
+	t.Parallel()
+	for _, tc := range emailCases {
+		err := customer.ValidateEmail(tc.email)
+		if tc.ok {
+			require.NoError(t, err, tc.email)
+		} else {
+			require.ErrorIs(t, err, customer.ErrInvalid, tc.email)
+		}
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	t.Parallel()
+	c := customer.Customer{Email: "  Berenice@Willie.NAME ", FirstName: " Jon ", LastName: "Doe"}.Normalize()
+	require.Equal(t, "berenice@willie.name", c.Email)
+	require.Equal(t, "Jon Doe", c.Name)
+	require.Equal(t, "Jon", c.FirstName)
+}
+
+func TestIdempotencyKeyIsStablePerIdentity(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, customer.IdempotencyKey("A@b.com"), customer.IdempotencyKey(" a@B.COM "))
+	require.NotEqual(t, customer.IdempotencyKey("a@b.com"), customer.IdempotencyKey("a@c.com"))
+	require.Len(t, customer.IdempotencyKey("a@b.com"), 32)
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	t.Parallel()
+	in := customer.Customer{
+		Email: "jon.doe@mail.com", Name: "Jon Doe", FirstName: "Jon", LastName: "Doe", Phone: "+1 212 555 1234",
+		Attributes: map[string]string{"id": "1001", "company": "Acme, Inc."}, Source: "customers.csv#ab12", Row: 1001,
+	}
+	body, err := in.Encode()
+	require.NoError(t, err)
+	out, err := customer.Decode(body)
+	require.NoError(t, err)
+	require.Equal(t, in, out)
+}
+
+var decodeCases = []struct {
+	name string
+	body string
+	ok   bool
+}{
+	{"valid", `{"email":"a@b.com","row":1}`, true},
+	{"normalised on decode", `{"email":" A@B.com "}`, true},
+	{"not json", `hello`, false},
+	{"json array", `[1,2]`, false},
+	{"null", `null`, false},
+	{"no email", `{"name":"x"}`, false},
+	{"bad email", `{"email":"nope"}`, false},
+	{"wrong type", `{"email":42}`, false},
+	{"trailing garbage", `{"email":"a@b.com"} x`, false},
+	{"huge field", `{"email":"a@b.com","name":"` + strings.Repeat("x", customer.MaxFieldLen+1) + `"}`, false},
+	{"huge body", `{"email":"a@b.com","name":"` + strings.Repeat("x", customer.MaxMessageBytes) + `"}`, false},
+	{"invalid utf8", "{\"email\":\"a@b.com\",\"name\":\"\xff\"}", true}, // encoding/json replaces it with U+FFFD
+}
+
+func TestDecode(t *testing.T) {
+	t.Parallel()
+	for _, tc := range decodeCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := customer.Decode([]byte(tc.body))
+			if !tc.ok {
+				require.ErrorIs(t, err, customer.ErrInvalid)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, "a@b.com", c.Email)
+		})
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, tc := range decodeCases {
+		f.Add([]byte(tc.body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		c, err := customer.Decode(body)
+		if err != nil {
+			require.ErrorIs(t, err, customer.ErrInvalid)
+			return
+		}
+		// Whatever decodes must be valid, normalised, and survive a round trip.
+		require.NoError(t, c.Validate())
+		require.Equal(t, customer.NormalizeEmail(c.Email), c.Email)
+		again, err := c.Encode()
+		require.NoError(t, err)
+		back, err := customer.Decode(again)
+		require.NoError(t, err)
+		require.Equal(t, c, back)
+	})
+}
+
+func BenchmarkEncodeDecode(b *testing.B) {
+	c := customer.Customer{Email: "jon.doe@mail.com", Name: "Jon Doe", Phone: "+1 212 555 1234", Source: "x.csv#ab", Row: 12}
+	b.ReportAllocs()
+	for b.Loop() {
+		body, err := c.Encode()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := customer.Decode(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,390 @@
+// Package pgstore keeps customers in PostgreSQL: the pgx pool, the embedded
+// migrations, insert-if-absent for a batch, and the CRM state machine
+//
+//	pending ──CRM 2xx/409──> synced
+//	   │  └─CRM 4xx──> rejected
+//	   └─attempts exhausted──> failed ──replay──> pending
+//
+// with a lease (crm_lease_owner, crm_lease_until) so that one worker at a time
+// calls the CRM for a customer.
+package pgstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/custimport/custimport/libs/customer"
+	"github.com/custimport/custimport/migrations"
+)
+
+// ErrNotMigrated is returned by Open when the schema is missing or behind the
+// migrations this binary embeds.
+var ErrNotMigrated = errors.New("database schema is not migrated")
+
+// State is a customer's CRM state.
+type State string
+
+// The CRM states. See the package doc for the transitions.
+const (
+	StatePending  State = "pending"
+	StateSynced   State = "synced"
+	StateRejected State = "rejected"
+	StateFailed   State = "failed"
+)
+
+// Config says how to reach the database.
+type Config struct {
+	// URL is a postgres:// connection string. Required.
+	URL string
+	// Schema, when set, is the search_path of every connection; tests use it
+	// to get a schema of their own. Default: the server's (public).
+	Schema string
+	// MaxConns caps the pool. Default 8.
+	MaxConns int32
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxConns == 0 {
+		c.MaxConns = 8
+	}
+	return c
+}
+
+func (c Config) connConfig() (*pgxpool.Config, error) {
+	if c.URL == "" {
+		return nil, errors.New("database URL is empty: set --database-url or DATABASE_URL")
+	}
+	pc, err := pgxpool.ParseConfig(c.URL)
+	if err != nil {
+		// pgx's parse errors can echo the URL; say what is wrong without it.
+		return nil, fmt.Errorf("parse database URL %s: %w", Redact(c.URL), errors.Unwrap(err))
+	}
+	pc.MaxConns = c.MaxConns
+	if c.Schema != "" {
+		pc.ConnConfig.RuntimeParams["search_path"] = c.Schema
+	}
+	pc.ConnConfig.RuntimeParams["application_name"] = "custimport"
+	return pc, nil
+}
+
+// Redact returns a database URL with its password hidden, fit for logs and errors.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// Store is the customers table behind a pgx pool.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects, checks the server answers and that the schema is migrated.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg = cfg.withDefaults()
+	pc, err := cfg.connConfig()
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres at %s: %w", Redact(cfg.URL), err)
+	}
+	s := &Store{pool: pool}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to postgres at %s: %w", Redact(cfg.URL), err)
+	}
+	if err := s.checkSchema(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Pool exposes the pool for status queries and tests.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+func (s *Store) checkSchema(ctx context.Context) error {
+	var current int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&current)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		return fmt.Errorf("%w: run `consumer migrate` (make migrate-db) first", ErrNotMigrated)
+	}
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if latest := latestVersion(); current < latest {
+		return fmt.Errorf("%w: at version %d, this binary needs %d: run `consumer migrate` (make migrate-db)", ErrNotMigrated, current, latest)
+	}
+	return nil
+}
+
+func latestVersion() int64 {
+	entries, _ := migrations.FS.ReadDir(".")
+	var latest int64
+	for _, e := range entries {
+		if v, err := goose.NumericComponent(e.Name()); err == nil && v > latest {
+			latest = v
+		}
+	}
+	return latest
+}
+
+// Migrate applies the embedded migrations that are not applied yet and returns
+// the versions it applied. A Postgres advisory lock makes concurrent callers
+// (several consumers starting at once) wait for each other.
+func Migrate(ctx context.Context, cfg Config) ([]int64, error) {
+	cfg = cfg.withDefaults()
+	pc, err := cfg.connConfig()
+	if err != nil {
+		return nil, err
+	}
+	db := stdlib.OpenDB(*pc.ConnConfig)
+	defer db.Close()
+	if err := db.PingContext(ctx); err != nil {
+		return nil, fmt.Errorf("connect to postgres at %s: %w", Redact(cfg.URL), err)
+	}
+	if cfg.Schema != "" {
+		if _, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{cfg.Schema}.Sanitize()); err != nil {
+			return nil, fmt.Errorf("create schema %s: %w", cfg.Schema, err)
+		}
+	}
+	return migrate(ctx, db)
+}
+
+func migrate(ctx context.Context, db *sql.DB) ([]int64, error) {
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return nil, fmt.Errorf("create migration lock: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
+	if err != nil {
+		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apply migrations: %w", err)
+	}
+	applied := make([]int64, 0, len(results))
+	for _, r := range results {
+		applied = append(applied, r.Source.Version)
+	}
+	return applied, nil
+}
+
+// Inserted reports, for a batch passed to InsertNew, which emails this call
+// inserted (the customer's first insert).
+type Inserted map[string]bool
+
+// InsertNew inserts the customers whose email is not in the table yet, in one
+// statement, and returns the emails it inserted. Rows go in sorted by email so
+// that concurrent batches take their index locks in the same order and cannot
+// deadlock each other.
+func (s *Store) InsertNew(ctx context.Context, batch []customer.Customer) (Inserted, error) {
+	rows := slices.Clone(batch)
+	slices.SortFunc(rows, func(a, b customer.Customer) int { return compareStrings(a.Email, b.Email) })
+	rows = slices.CompactFunc(rows, func(a, b customer.Customer) bool { return a.Email == b.Email })
+
+	n := len(rows)
+	emails, names, firsts, lasts, phones, sources := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	attrs := make([][]byte, n)
+	srcRows := make([]int64, n)
+	for i, c := range rows {
+		emails[i], names[i], firsts[i], lasts[i], phones[i], sources[i], srcRows[i] = c.Email, c.Name, c.FirstName, c.LastName, c.Phone, c.Source, c.Row
+		a := c.Attributes
+		if a == nil {
+			a = map[string]string{}
+		}
+		b, err := json.Marshal(a)
+		if err != nil {
+			return nil, fmt.Errorf("encode attributes of %s: %w", c.Email, err)
+		}
+		attrs[i] = b
+	}
+	const q = `
+INSERT INTO customers (email, name, first_name, last_name, phone, attributes, source, source_row)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::bigint[])
+ON CONFLICT (email) DO NOTHING
+RETURNING email`
+	res, err := s.pool.Query(ctx, q, emails, names, firsts, lasts, phones, attrs, sources, srcRows)
+	if err != nil {
+		return nil, fmt.Errorf("insert %d customers: %w", n, err)
+	}
+	inserted := make(Inserted, n)
+	got, err := pgx.CollectRows(res, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("insert %d customers: %w", n, err)
+	}
+	for _, e := range got {
+		inserted[e] = true
+	}
+	return inserted, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	default:
+		return 0
+	}
+}
+
+// Claim is a customer's state as seen by Lease.
+type Claim struct {
+	Email    string
+	State    State
+	Attempts int
+	// Leased is true when this call took the lease: the caller, and only
+	// the caller, may now call the CRM for the customer.
+	Leased bool
+	// Busy is true when the customer is pending under another worker's
+	// live lease.
+	Busy bool
+}
+
+// Lease takes the CRM lease, for owner and for the given duration, on every
+// customer among emails that is pending and not leased by someone else, and
+// counts an attempt for each. It returns the state of every email found. Rows
+// locked by a concurrent Lease are skipped, not waited for: their holder is
+// about to drive them.
+func (s *Store) Lease(ctx context.Context, emails []string, owner string, d time.Duration) (map[string]Claim, error) {
+	const q = `
+WITH candidates AS (
+    SELECT id FROM customers
+    WHERE email = ANY($1) AND crm_state = 'pending'
+      AND (crm_lease_until IS NULL OR crm_lease_until < now())
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE customers c
+    SET crm_lease_owner = $2, crm_lease_until = now() + make_interval(secs => $3::float8),
+        crm_attempts = c.crm_attempts + 1, updated_at = now()
+    FROM candidates WHERE c.id = candidates.id
+    RETURNING c.id, c.crm_attempts
+)
+SELECT c.email, c.crm_state, coalesce(l.crm_attempts, c.crm_attempts), l.id IS NOT NULL,
+       l.id IS NULL AND c.crm_state = 'pending' AND coalesce(c.crm_lease_until > now(), false)
+FROM customers c LEFT JOIN leased l ON l.id = c.id
+WHERE c.email = ANY($1)`
+	rows, err := s.pool.Query(ctx, q, emails, owner, d.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("lease %d customers: %w", len(emails), err)
+	}
+	claims := make(map[string]Claim, len(emails))
+	var c Claim
+	_, err = pgx.ForEachRow(rows, []any{&c.Email, &c.State, &c.Attempts, &c.Leased, &c.Busy}, func() error {
+		claims[c.Email] = c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lease %d customers: %w", len(emails), err)
+	}
+	return claims, nil
+}
+
+// Outcome is what became of a leased customer's CRM call.
+type Outcome struct {
+	Email string
+	// State is the new state; StatePending releases the lease for a later
+	// retry.
+	State State
+	// CRMID is the CRM's id, for StateSynced.
+	CRMID string
+	// Error is the last error, for every state but StateSynced.
+	Error string
+}
+
+// Settle writes the outcomes of the CRM calls made under owner's leases and
+// releases those leases, in one statement. A row whose lease owner[ship] moved
+// on (the lease expired and another worker took it) is left to that worker.
+func (s *Store) Settle(ctx context.Context, owner string, outcomes []Outcome) error {
+	if len(outcomes) == 0 {
+		return nil
+	}
+	emails, states, ids, errs := make([]string, len(outcomes)), make([]string, len(outcomes)), make([]*string, len(outcomes)), make([]*string, len(outcomes))
+	for i, o := range outcomes {
+		emails[i], states[i] = o.Email, string(o.State)
+		if o.CRMID != "" {
+			ids[i] = &o.CRMID
+		}
+		if o.Error != "" {
+			errs[i] = &o.Error
+		}
+	}
+	const q = `
+UPDATE customers c
+SET crm_state = o.state, crm_id = coalesce(o.crm_id, c.crm_id), crm_last_error = o.err,
+    crm_lease_owner = NULL, crm_lease_until = NULL, updated_at = now(),
+    synced_at = CASE WHEN o.state = 'synced' THEN now() ELSE c.synced_at END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS o(email, state, crm_id, err)
+WHERE c.email = o.email AND c.crm_state = 'pending' AND c.crm_lease_owner = $5`
+	if _, err := s.pool.Exec(ctx, q, emails, states, ids, errs, owner); err != nil {
+		return fmt.Errorf("settle %d customers: %w", len(outcomes), err)
+	}
+	return nil
+}
+
+// Reset puts failed customers (or those among emails, when given) back to
+// pending with their attempts cleared, so a replayed message may drive them.
+func (s *Store) Reset(ctx context.Context, emails []string) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+UPDATE customers SET crm_state = 'pending', crm_attempts = 0, crm_lease_owner = NULL,
+       crm_lease_until = NULL, updated_at = now()
+WHERE crm_state = 'failed' AND email = ANY($1)`, emails)
+	if err != nil {
+		return 0, fmt.Errorf("reset %d customers to pending: %w", len(emails), err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Counts returns the number of customers in each CRM state.
+func (s *Store) Counts(ctx context.Context) (map[State]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT crm_state, count(*) FROM customers GROUP BY crm_state`)
+	if err != nil {
+		return nil, fmt.Errorf("count customers by state: %w", err)
+	}
+	counts := map[State]int64{StatePending: 0, StateSynced: 0, StateRejected: 0, StateFailed: 0}
+	var st State
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&st, &n}, func() error { counts[st] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("count customers by state: %w", err)
+	}
+	return counts, nil
+}
+
+// IsDataError reports whether Postgres refused the data itself (SQLSTATE
+// classes 22 and 23): sending it again cannot succeed. Every other error
+// (connection lost, server restarting, deadlock) is worth waiting out.
+func IsDataError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+		return false
+	}
+	return pgErr.Code[:2] == "22" || pgErr.Code[:2] == "23"
+}

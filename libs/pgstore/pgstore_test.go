@@ -1,0 +1,188 @@
+package pgstore_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/custimport/custimport/libs/customer"
+	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/testenv"
+)
+
+func open(t *testing.T) *pgstore.Store {
+	t.Helper()
+	s, err := pgstore.Open(t.Context(), testenv.MigratedPostgres(t))
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestOpenUnmigratedSaysSo(t *testing.T) {
+	t.Parallel()
+	_, err := pgstore.Open(t.Context(), testenv.Postgres(t))
+	require.ErrorIs(t, err, pgstore.ErrNotMigrated)
+	require.ErrorContains(t, err, "consumer migrate")
+}
+
+func TestMigrateTwiceIsNoop(t *testing.T) {
+	t.Parallel()
+	cfg := testenv.Postgres(t)
+	applied, err := pgstore.Migrate(t.Context(), cfg)
+	require.NoError(t, err)
+	require.NotEmpty(t, applied)
+	applied, err = pgstore.Migrate(t.Context(), cfg)
+	require.NoError(t, err)
+	require.Empty(t, applied)
+}
+
+func TestOpenUnreachableNamesServerWithoutPassword(t *testing.T) {
+	t.Parallel()
+	_, err := pgstore.Open(t.Context(), pgstore.Config{URL: "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2"})
+	require.Error(t, err)
+	require.ErrorContains(t, err, "127.0.0.1:1")
+	require.NotContains(t, err.Error(), "secret")
+}
+
+func TestInsertNewInsertsOnce(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	batch := []customer.Customer{
+		{Email: "b@x.com", Name: "B"}, {Email: "a@x.com", Name: "A", Attributes: map[string]string{"id": "1"}},
+		{Email: "a@x.com", Name: "A again"},
+	}
+	ins, err := s.InsertNew(t.Context(), batch)
+	require.NoError(t, err)
+	require.Equal(t, pgstore.Inserted{"a@x.com": true, "b@x.com": true}, ins)
+
+	ins, err = s.InsertNew(t.Context(), []customer.Customer{{Email: "a@x.com"}, {Email: "c@x.com"}})
+	require.NoError(t, err)
+	require.Equal(t, pgstore.Inserted{"c@x.com": true}, ins)
+
+	var name, attrs string
+	require.NoError(t, s.Pool().QueryRow(t.Context(), `SELECT name, attributes::text FROM customers WHERE email='a@x.com'`).Scan(&name, &attrs))
+	require.Equal(t, "A", name)
+	require.JSONEq(t, `{"id":"1"}`, attrs)
+}
+
+func TestLeaseIsExclusiveAndSettles(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	_, err := s.InsertNew(t.Context(), []customer.Customer{{Email: "a@x.com"}, {Email: "b@x.com"}})
+	require.NoError(t, err)
+
+	claims, err := s.Lease(t.Context(), []string{"a@x.com", "b@x.com", "missing@x.com"}, "w1", time.Minute)
+	require.NoError(t, err)
+	require.Len(t, claims, 2)
+	require.True(t, claims["a@x.com"].Leased)
+	require.Equal(t, 1, claims["a@x.com"].Attempts)
+
+	other, err := s.Lease(t.Context(), []string{"a@x.com"}, "w2", time.Minute)
+	require.NoError(t, err)
+	require.False(t, other["a@x.com"].Leased)
+	require.True(t, other["a@x.com"].Busy)
+
+	// Another worker's settle does nothing to a lease it does not hold.
+	require.NoError(t, s.Settle(t.Context(), "w2", []pgstore.Outcome{{Email: "a@x.com", State: pgstore.StateSynced}}))
+	require.NoError(t, s.Settle(t.Context(), "w1", []pgstore.Outcome{
+		{Email: "a@x.com", State: pgstore.StateSynced, CRMID: "crm-1"},
+		{Email: "b@x.com", State: pgstore.StatePending, Error: "503"},
+	}))
+	counts, err := s.Counts(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, int64(1), counts[pgstore.StateSynced])
+	require.Equal(t, int64(1), counts[pgstore.StatePending])
+
+	// Synced is never leased again; released pending is, with its attempt counted.
+	claims, err = s.Lease(t.Context(), []string{"a@x.com", "b@x.com"}, "w2", time.Minute)
+	require.NoError(t, err)
+	require.False(t, claims["a@x.com"].Leased)
+	require.Equal(t, pgstore.StateSynced, claims["a@x.com"].State)
+	require.True(t, claims["b@x.com"].Leased)
+	require.Equal(t, 2, claims["b@x.com"].Attempts)
+}
+
+func TestExpiredLeaseCanBeTaken(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	_, err := s.InsertNew(t.Context(), []customer.Customer{{Email: "a@x.com"}})
+	require.NoError(t, err)
+	_, err = s.Lease(t.Context(), []string{"a@x.com"}, "dead-worker", time.Millisecond)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		c, err := s.Lease(t.Context(), []string{"a@x.com"}, "w2", time.Minute)
+		require.NoError(t, err)
+		return c["a@x.com"].Leased
+	}, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestConcurrentLeasesGrantOne(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	emails := []string{"a@x.com", "b@x.com", "c@x.com", "d@x.com"}
+	batch := make([]customer.Customer, len(emails))
+	for i, e := range emails {
+		batch[i] = customer.Customer{Email: e}
+	}
+	_, err := s.InsertNew(t.Context(), batch)
+	require.NoError(t, err)
+
+	var mu sync.Mutex
+	granted := map[string]int{}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			claims, err := s.Lease(t.Context(), emails, string(rune('a'+w)), time.Minute)
+			if !assertNoError(t, err) {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for e, c := range claims {
+				if c.Leased {
+					granted[e]++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, e := range emails {
+		require.Equal(t, 1, granted[e], e)
+	}
+}
+
+func assertNoError(t *testing.T, err error) bool {
+	t.Helper()
+	if err != nil {
+		t.Error(err)
+		return false
+	}
+	return true
+}
+
+func TestResetPutsFailedBackToPending(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	_, err := s.InsertNew(t.Context(), []customer.Customer{{Email: "a@x.com"}})
+	require.NoError(t, err)
+	_, err = s.Lease(t.Context(), []string{"a@x.com"}, "w", time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, s.Settle(t.Context(), "w", []pgstore.Outcome{{Email: "a@x.com", State: pgstore.StateFailed, Error: "gave up"}}))
+	n, err := s.Reset(t.Context(), []string{"a@x.com"})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	c, err := s.Lease(t.Context(), []string{"a@x.com"}, "w", time.Minute)
+	require.NoError(t, err)
+	require.True(t, c["a@x.com"].Leased)
+	require.Equal(t, 1, c["a@x.com"].Attempts)
+}
+
+func TestIsDataError(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	_, err := s.Pool().Exec(t.Context(), `INSERT INTO customers (email) VALUES ('Not Normalised')`)
+	require.True(t, pgstore.IsDataError(err))
+	require.False(t, pgstore.IsDataError(nil))
+}

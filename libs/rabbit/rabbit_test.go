@@ -1,0 +1,124 @@
+package rabbit_test
+
+import (
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/custimport/custimport/libs/rabbit"
+	"github.com/custimport/custimport/libs/testenv"
+)
+
+type testBundle struct {
+	top  rabbit.Topology
+	conn *amqp.Connection
+	pub  *rabbit.Publisher
+}
+
+func setup(t *testing.T) testBundle {
+	t.Helper()
+	top := testenv.Topology(t)
+	conn, err := rabbit.Dial(t.Context(), testenv.AMQPURL(t), t.Name())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	pub, err := rabbit.NewPublisher(conn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pub.Close() })
+	require.NoError(t, top.Declare(pub.Channel()))
+	return testBundle{top: top, conn: conn, pub: pub}
+}
+
+func get(t *testing.T, conn *amqp.Connection, queue string, within time.Duration) amqp.Delivery {
+	t.Helper()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	defer ch.Close()
+	var d amqp.Delivery
+	require.Eventually(t, func() bool {
+		var ok bool
+		d, ok, err = ch.Get(queue, true)
+		require.NoError(t, err)
+		return ok
+	}, within, 20*time.Millisecond, "no message in %s", queue)
+	return d
+}
+
+func TestDeclareIsIdempotent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.top.Declare(b.pub.Channel()))
+	for _, q := range b.top.Queues() {
+		_, err := b.pub.Channel().QueueDeclarePassive(q, true, false, false, false, nil)
+		require.NoError(t, err, q)
+	}
+}
+
+func TestPublishConfirmedReachesWorkQueue(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	err := b.pub.PublishAll(t.Context(), []rabbit.Message{{
+		Exchange: b.top.Exchange(), Key: rabbit.ImportKey,
+		Publishing: amqp.Publishing{MessageId: "m1", Body: []byte(`{"email":"a@b.com"}`), DeliveryMode: amqp.Persistent},
+	}})
+	require.NoError(t, err)
+	d := get(t, b.conn, b.top.Queue(), 5*time.Second)
+	require.Equal(t, "m1", d.MessageId)
+}
+
+func TestUnroutableIsReturned(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	err := b.pub.PublishAll(t.Context(), []rabbit.Message{{
+		Exchange: b.top.Exchange(), Key: "nowhere",
+		Publishing: amqp.Publishing{MessageId: "lost"},
+	}})
+	require.ErrorIs(t, err, rabbit.ErrReturned)
+}
+
+func TestRetryQueueReturnsMessageAfterDelay(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i := range b.top.RetryDelays {
+		err := b.pub.PublishAll(t.Context(), []rabbit.Message{{
+			Exchange: "", Key: b.top.RetryQueue(i),
+			Publishing: amqp.Publishing{MessageId: "r", Body: []byte("x"), DeliveryMode: amqp.Persistent},
+		}})
+		require.NoError(t, err)
+		d := get(t, b.conn, b.top.Queue(), 10*time.Second)
+		require.Equal(t, "r", d.MessageId)
+	}
+}
+
+func TestDeliveryLimitDeadLetters(t *testing.T) {
+	t.Parallel()
+	top := testenv.Topology(t)
+	top.DeliveryLimit = 1
+	conn, err := rabbit.Dial(t.Context(), testenv.AMQPURL(t), t.Name())
+	require.NoError(t, err)
+	defer conn.Close()
+	pub, err := rabbit.NewPublisher(conn)
+	require.NoError(t, err)
+	defer pub.Close()
+	require.NoError(t, top.Declare(pub.Channel()))
+	require.NoError(t, pub.PublishAll(t.Context(), []rabbit.Message{{
+		Exchange: top.Exchange(), Key: rabbit.ImportKey,
+		Publishing: amqp.Publishing{MessageId: "poison", DeliveryMode: amqp.Persistent},
+	}}))
+	// A consumer that dies on the message every time: each death hands it
+	// back; past the limit the broker dead-letters it.
+	for range top.DeliveryLimit + 1 {
+		ch, err := conn.Channel()
+		require.NoError(t, err)
+		var ok bool
+		require.Eventually(t, func() bool {
+			_, ok, err = ch.Get(top.Queue(), false)
+			require.NoError(t, err)
+			return ok
+		}, 5*time.Second, 20*time.Millisecond)
+		require.NoError(t, ch.Close()) // unacked: requeued
+	}
+	d := get(t, conn, top.DeadQueue(), 10*time.Second)
+	require.Equal(t, "poison", d.MessageId)
+}
