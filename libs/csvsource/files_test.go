@@ -1,0 +1,139 @@
+package csvsource
+
+import (
+	"encoding/csv"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// seedsDir holds real exports shared by the project's tests; see its README.md.
+const seedsDir = "../../../shared/data/seeds"
+
+func TestSeedFiles(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat(seedsDir); errors.Is(err, os.ErrNotExist) && os.Getenv("CI") != "true" {
+		t.Skipf("%s is absent", seedsDir)
+	}
+	cases := []struct {
+		file    string
+		rows    int64
+		header  bool
+		columns []string
+		first   Mapped
+		noEmail int // rows without an email, as the seeds' README says
+	}{
+		{
+			file: "mock_data_1000_header.csv", rows: 1002, header: true,
+			columns: []string{"id", "first_name", "last_name", "email", "phone"},
+			first:   Mapped{FirstName: "Hadleigh", LastName: "Mahedy", Email: "hmahedy0@diigo.com", Phone: "840 586 9744", Attributes: map[string]string{"id": "1"}},
+		},
+		{
+			file: "mock_bad_data_noheader.csv", rows: 5, noEmail: 1,
+			columns: []string{"col1", "col2", "col3", "email", "col5"},
+			first:   Mapped{Email: "rzuenelli0@altervista.org", Attributes: map[string]string{"col1": "500l", "col2": "Rosabel", "col3": "Zuenelli", "col5": "+63 279 104 0928"}},
+		},
+		{
+			file: "name_email_10000_noheader.csv", rows: 10000,
+			columns: []string{"name", "email"},
+		},
+		{
+			file: "name_email_11273_dups_noheader.csv", rows: 11273,
+			columns: []string{"name", "email"},
+		},
+		{
+			file: "name_email_example_noheader.csv", rows: 7,
+			columns: []string{"name", "email"},
+			first:   Mapped{Name: "Kathy Hunter", Email: "abc.def0@bing.com"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.file, func(t *testing.T) {
+			t.Parallel()
+			f, err := os.Open(filepath.Join(seedsDir, tc.file))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = f.Close() })
+			r, err := NewReader(f, Config{})
+			require.NoError(t, err)
+			l := r.Layout()
+			require.Equal(t, ',', l.Delimiter)
+			require.Equal(t, tc.header, l.HasHeader)
+			require.Equal(t, tc.columns, l.Columns)
+			require.Equal(t, !tc.header, l.ColumnsFrom == ColumnsFromGuess)
+			require.True(t, l.Guessed())
+
+			recs, errs := readAll(t, r)
+			require.Len(t, recs, int(tc.rows))
+			noEmail := 0
+			for i, err := range errs {
+				require.NoError(t, err, "row %d", i+1)
+				if r.Map(recs[i]).Email == "" {
+					noEmail++
+				}
+			}
+			require.Equal(t, tc.noEmail, noEmail)
+			if tc.first.Email != "" {
+				require.Equal(t, tc.first, r.Map(recs[0]))
+			}
+			st, err := f.Stat()
+			require.NoError(t, err)
+			require.Equal(t, st.Size(), recs[len(recs)-1].End, "the last record ends the file")
+		})
+	}
+}
+
+func TestTestdataFiles(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		file   string
+		layout string
+		want   []Mapped
+		errs   map[int]error // by 0-based record index
+	}{
+		{
+			file:   "excel_semicolon_cp1252.csv",
+			layout: `delimiter ';' (detected), header (detected), columns last_name,first_name,email,phone,comment (from the header), encoding auto`,
+			want: []Mapped{
+				{LastName: "Müller", FirstName: "Jürgen", Email: "juergen.mueller@example.de", Phone: "+49 30 1234567", Attributes: map[string]string{"comment": "Preis: 12,50 €; bar"}},
+				{LastName: "Dupont", FirstName: "Françoise", Email: "f.dupont@example.fr"},
+				{LastName: "O’Brien", FirstName: "Seán", Email: "sean@example.ie", Phone: "+353 1 555 0100", Attributes: map[string]string{"comment": "zwei\nZeilen"}},
+			},
+		},
+		{
+			file:   "export_bom_crlf.csv",
+			layout: `delimiter ',' (detected), header (detected), columns name,email,phone,company (from the header), encoding auto`,
+			want: []Mapped{
+				{Name: "Lee, Ann", Email: "ann.lee@example.com", Phone: "+1 212 555 0101", Attributes: map[string]string{"company": `ACME "West"`}},
+				{Name: "José Álvarez", Email: "jose@example.es"},
+				{Name: "Zoë Smith", Email: "zoe@example.co.uk", Phone: "+44 20 7946 0958", Attributes: map[string]string{"company": "Multi\nline Ltd"}},
+				{},
+				{Name: "Cy", Email: "cy@example.com", Attributes: map[string]string{"company": "Last Co"}},
+			},
+			errs: map[int]error{3: csv.ErrBareQuote},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.file, func(t *testing.T) {
+			t.Parallel()
+			f, err := os.Open(filepath.Join("testdata", tc.file))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = f.Close() })
+			r, err := NewReader(f, Config{})
+			require.NoError(t, err)
+			require.Equal(t, tc.layout, r.Layout().String())
+			recs, errs := readAll(t, r)
+			require.Len(t, recs, len(tc.want))
+			for i, want := range tc.want {
+				if tc.errs[i] != nil {
+					require.ErrorIs(t, errs[i], tc.errs[i])
+					continue
+				}
+				require.NoError(t, errs[i])
+				require.Equal(t, want, r.Map(recs[i]), "record %d", i+1)
+			}
+		})
+	}
+}

@@ -1,0 +1,190 @@
+package csvsource
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Canonical column names. Every other column is an attribute, named by its
+// normalised header name or colN (N its 1-based position).
+const (
+	ColumnEmail     = "email"
+	ColumnName      = "name"
+	ColumnFirstName = "first_name"
+	ColumnLastName  = "last_name"
+	ColumnPhone     = "phone"
+)
+
+// aliases maps normalised header names to canonical columns.
+var aliases = map[string]string{
+	"email": ColumnEmail, "e_mail": ColumnEmail, "email_address": ColumnEmail, "e_mail_address": ColumnEmail, "mail": ColumnEmail,
+	"name": ColumnName, "full_name": ColumnName, "fullname": ColumnName, "customer_name": ColumnName,
+	"first_name": ColumnFirstName, "firstname": ColumnFirstName, "given_name": ColumnFirstName, "first": ColumnFirstName,
+	"last_name": ColumnLastName, "lastname": ColumnLastName, "surname": ColumnLastName, "family_name": ColumnLastName, "last": ColumnLastName,
+	"phone": ColumnPhone, "phone_number": ColumnPhone, "telephone": ColumnPhone, "tel": ColumnPhone, "mobile": ColumnPhone,
+}
+
+// ColumnSource says where Layout.Columns came from.
+type ColumnSource string
+
+// Column sources.
+const (
+	ColumnsFromHeader  ColumnSource = "header"
+	ColumnsFromFlag    ColumnSource = "--columns"
+	ColumnsFromGuess   ColumnSource = "guess"
+	ColumnsFromNothing ColumnSource = "" // empty input: nothing to name
+)
+
+// Layout is what a Reader decided about the file before its first record:
+// each field says what was chosen and whether it was detected or declared,
+// so a caller can say on stderr what it guessed.
+type Layout struct {
+	Delimiter         rune
+	DelimiterDetected bool // picked from the first non-blank line, not configured
+	HasHeader         bool
+	HeaderDetected    bool // decided by Header "auto", not declared
+	// Columns names each column by position: a canonical column (email,
+	// name, first_name, last_name, phone) or an attribute name. Columns of a
+	// record beyond these are attributes named colN.
+	Columns     []string
+	ColumnsFrom ColumnSource
+	Encoding    string
+}
+
+// Guessed reports whether anything in the layout was detected or guessed
+// rather than declared.
+func (l Layout) Guessed() bool {
+	return l.DelimiterDetected || l.HeaderDetected || l.ColumnsFrom == ColumnsFromGuess
+}
+
+// String describes the layout in one line, for example
+// `delimiter ";" (detected), no header (detected), columns name,email (guessed from the first record), encoding auto`.
+func (l Layout) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "delimiter %q", l.Delimiter)
+	if l.DelimiterDetected {
+		b.WriteString(" (detected)")
+	}
+	if l.HasHeader {
+		b.WriteString(", header")
+	} else {
+		b.WriteString(", no header")
+	}
+	if l.HeaderDetected {
+		b.WriteString(" (detected)")
+	}
+	b.WriteString(", columns ")
+	if len(l.Columns) == 0 {
+		b.WriteString("none (empty input)")
+	} else {
+		b.WriteString(strings.Join(l.Columns, ","))
+	}
+	switch l.ColumnsFrom {
+	case ColumnsFromHeader:
+		b.WriteString(" (from the header)")
+	case ColumnsFromFlag:
+		if l.HasHeader {
+			b.WriteString(" (from --columns, header names ignored)")
+		} else {
+			b.WriteString(" (from --columns)")
+		}
+	case ColumnsFromGuess:
+		b.WriteString(" (guessed from the first record)")
+	case ColumnsFromNothing:
+	}
+	b.WriteString(", encoding ")
+	b.WriteString(l.Encoding)
+	return b.String()
+}
+
+// normalizeName is how header and --columns names are compared: trimmed,
+// lower case, spaces and dashes as underscores.
+func normalizeName(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '-':
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// canonicalName is the column a header or --columns name stands for.
+func canonicalName(s string) string {
+	n := normalizeName(s)
+	if c, ok := aliases[n]; ok {
+		return c
+	}
+	return n
+}
+
+// looksLikeHeader is the Header "auto" rule: no value looks like an email and
+// at least one is a known column name.
+func looksLikeHeader(fields []string) bool {
+	known := false
+	for _, f := range fields {
+		if strings.Contains(f, "@") {
+			return false
+		}
+		if _, ok := aliases[normalizeName(f)]; ok {
+			known = true
+		}
+	}
+	return known
+}
+
+// headerColumns names the columns after a header record. A canonical column
+// is taken by the first header that maps to it; a later one keeps its own
+// normalised name as an attribute, and a name still taken or empty becomes
+// colN, so every column has a distinct name.
+func headerColumns(header []string) ([]string, error) {
+	cols := make([]string, len(header))
+	for i, h := range header {
+		for _, name := range []string{canonicalName(h), normalizeName(h), colName(i)} {
+			if name != "" && !slices.Contains(cols[:i], name) {
+				cols[i] = name
+				break
+			}
+		}
+		// Only when colN itself was an earlier header name.
+		for k := 2; cols[i] == ""; k++ {
+			if name := colName(i) + "_" + strconv.Itoa(k); !slices.Contains(cols[:i], name) {
+				cols[i] = name
+			}
+		}
+	}
+	if !slices.Contains(cols, ColumnEmail) {
+		return nil, fmt.Errorf("header has no email column (%s): name the columns with --columns", strings.Join(header, ","))
+	}
+	return cols, nil
+}
+
+// guessColumns names the columns of a file without a header from its first
+// record: the first value containing '@' is the email; with two columns the
+// other is the name; any other column is an attribute colN.
+func guessColumns(first []string) ([]string, error) {
+	email := slices.IndexFunc(first, func(f string) bool { return strings.Contains(f, "@") })
+	if email < 0 {
+		return nil, fmt.Errorf("guess columns: no value of the first record contains '@': name the columns with --columns, for example --columns name,email")
+	}
+	cols := make([]string, len(first))
+	for i := range cols {
+		switch {
+		case i == email:
+			cols[i] = ColumnEmail
+		case len(cols) == 2:
+			cols[i] = ColumnName
+		default:
+			cols[i] = colName(i)
+		}
+	}
+	return cols, nil
+}
+
+// colName names the column at 0-based index i.
+func colName(i int) string {
+	return "col" + strconv.Itoa(i+1)
+}

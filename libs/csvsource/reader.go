@@ -1,0 +1,540 @@
+// Package csvsource reads customer CSV files as a stream of records, each with
+// its row number and byte offsets in the original file, so a reader can be
+// resumed where a previous one stopped and a bad row can be reported by row
+// and offset.
+//
+// It copes with what real exports contain: a UTF-8 BOM, CRLF, quoted
+// delimiters, quotes and newlines, blank lines, ';' or tab delimiters,
+// Windows-1252 text, extra or missing columns and records of any size. It
+// detects a header, maps known column names (and their aliases) to canonical
+// columns and, for a file without a header, guesses them from the first
+// record; Reader.Layout says what was decided so the caller can log it.
+//
+// Memory stays bounded whatever the input: records are cut from the stream
+// by a splitter that follows encoding/csv's rules and keeps at most
+// Config.MaxRecordBytes of one record; each record is then parsed by
+// encoding/csv. A record that cannot be parsed (a malformed quote, invalid
+// UTF-8 under Encoding "utf-8", more than MaxRecordBytes) is a *RecordError
+// carrying its row and offsets, and reading goes on with the next record.
+//
+// Where a malformed record ends follows encoding/csv: after a stray quote in
+// an unquoted field, or text after a closing quote, the record ends with the
+// physical line where the error is; a quoted field that is never closed runs
+// until the next quote that closes it (the record then ends with that line)
+// or to the end of the file, so it can swallow many lines into one error.
+package csvsource
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+var (
+	// ErrRecordTooLong is wrapped by the RecordError of a record longer than
+	// Config.MaxRecordBytes. Its fields are not returned.
+	ErrRecordTooLong = errors.New("record too long")
+	// ErrInvalidUTF8 is wrapped by the RecordError of a record with a field
+	// that is not UTF-8 under Encoding "utf-8".
+	ErrInvalidUTF8 = errors.New("invalid UTF-8")
+	// errSplit would mean the splitter and encoding/csv disagree on where a
+	// record ends; FuzzReader checks that they never do.
+	errSplit = errors.New("record boundary disagrees with encoding/csv")
+)
+
+// readBufferSize is the input buffer; it also bounds how much of the first
+// line delimiter detection sees.
+const readBufferSize = 64 << 10
+
+var bom = []byte("\xef\xbb\xbf")
+
+// Record is one data record. Fields are UTF-8 and belong to the caller.
+type Record struct {
+	Row    int64 // 1-based among data records, header excluded
+	Offset int64 // byte offset of its first byte in the original file, BOM included
+	End    int64 // byte offset just after it, line terminator included
+	Line   int   // 1-based physical line where it starts; 0 when unknown (after a Start that seeked)
+	Fields []string
+}
+
+// Position returns where a reader resumes after rec.
+func (rec Record) Position() Position {
+	return Position{Row: rec.Row, Offset: rec.End}
+}
+
+// RecordError is a record that could not be read as fields. The caller may
+// report it and call Next again. Err says why: ErrRecordTooLong,
+// ErrInvalidUTF8, or a *csv.ParseError (csv.ErrQuote, csv.ErrBareQuote)
+// whose lines are physical lines of the file when known.
+type RecordError struct {
+	Row    int64
+	Offset int64
+	End    int64
+	Line   int
+	Fields []string // what could be parsed, undecoded; nil for ErrRecordTooLong
+	Err    error
+}
+
+func (e *RecordError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("row %d (line %d, offset %d): %v", e.Row, e.Line, e.Offset, e.Err)
+	}
+	return fmt.Sprintf("row %d (offset %d): %v", e.Row, e.Offset, e.Err)
+}
+
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// Position returns where a reader resumes after the bad record.
+func (e *RecordError) Position() Position {
+	return Position{Row: e.Row, Offset: e.End}
+}
+
+// Mapped is a record's values by canonical column. A column the file does not
+// have is empty. Attributes holds the other non-empty values by column name
+// and is nil when there are none.
+type Mapped struct {
+	Email      string
+	Name       string
+	FirstName  string
+	LastName   string
+	Phone      string
+	Attributes map[string]string
+}
+
+// Reader reads records from a CSV stream. It is not safe for concurrent use.
+type Reader struct {
+	src      io.Reader
+	split    *splitter
+	csv      *csv.Reader
+	feed     feed
+	fed      int64 // bytes given to csv, to check it read exactly one record
+	encoding string
+	layout   Layout
+	row      int64
+	pending  *result // the first data record, read early to decide the layout
+	err      error   // sticky: io.EOF or a read error
+
+	kinds []columnKind // per column of the layout
+	extra []string     // colN names of columns beyond the layout, grown on demand
+}
+
+type result struct {
+	rec   Record
+	cause error // why rec has no usable fields
+}
+
+type columnKind uint8
+
+const (
+	kindAttribute columnKind = iota
+	kindEmail
+	kindName
+	kindFirstName
+	kindLastName
+	kindPhone
+)
+
+// NewReader reads the start of src to decide the layout (delimiter, header,
+// columns), then positions itself at cfg.Start. src must be at the start of
+// the file: offsets count from there. When src is an io.Seeker, a Start
+// beyond the header is reached by seeking, otherwise by reading.
+//
+// Configuration errors name the flag; an unusable layout (a header without
+// an email column, a first record without any '@' to guess from) says how to
+// fix it with --columns.
+func NewReader(src io.Reader, cfg Config) (*Reader, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(src, readBufferSize)
+	r := &Reader{
+		src:      src,
+		encoding: cfg.Encoding,
+		layout:   Layout{Delimiter: cfg.Delimiter, Encoding: cfg.Encoding},
+		split:    &splitter{br: br, delim: byte(cfg.Delimiter), max: cfg.MaxRecordBytes, line: 1}, //nolint:gosec // validate keeps the delimiter ASCII
+	}
+	if b, err := br.Peek(len(bom)); bytes.Equal(b, bom) {
+		_, _ = br.Discard(len(bom)) // cannot fail: the bytes are buffered
+		r.split.pos = int64(len(bom))
+	} else if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read start of input: %w", err)
+	}
+	if cfg.Delimiter == 0 {
+		b, err := br.Peek(readBufferSize)
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, fmt.Errorf("read first line: %w", err)
+		}
+		r.split.delim = detectDelimiter(b)
+		r.layout.Delimiter = rune(r.split.delim)
+		r.layout.DelimiterDetected = true
+	}
+	r.resetParser()
+
+	if err := r.readLayout(cfg); err != nil {
+		return nil, err
+	}
+	if err := r.start(cfg.Start); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// readLayout reads the header, or the first data record when the header or
+// the columns depend on it, and decides the columns.
+func (r *Reader) readLayout(cfg Config) error {
+	var first *result
+	if cfg.Header != HeaderNo || len(cfg.Columns) == 0 {
+		res, err := r.read()
+		switch {
+		case errors.Is(err, io.EOF):
+		case err != nil:
+			return fmt.Errorf("read first record: %w", err)
+		default:
+			first = &res
+		}
+	}
+
+	var header []string
+	switch cfg.Header {
+	case HeaderYes:
+		r.layout.HasHeader = true
+		if first != nil {
+			if first.cause != nil {
+				return fmt.Errorf("read header (line %d): %w", first.rec.Line, first.cause)
+			}
+			header = first.rec.Fields
+		}
+	case HeaderAuto:
+		r.layout.HeaderDetected = true
+		if first != nil && first.cause == nil && looksLikeHeader(first.rec.Fields) {
+			r.layout.HasHeader = true
+			header = first.rec.Fields
+		} else {
+			r.pending = first
+		}
+	default: // HeaderNo
+		r.pending = first
+	}
+
+	var err error
+	switch {
+	case len(cfg.Columns) > 0:
+		r.layout.Columns, err = flagColumns(cfg.Columns)
+		r.layout.ColumnsFrom = ColumnsFromFlag
+	case header != nil:
+		r.layout.Columns, err = headerColumns(header)
+		r.layout.ColumnsFrom = ColumnsFromHeader
+	case r.pending != nil:
+		if r.pending.cause != nil {
+			return fmt.Errorf("guess columns from the first record (line %d): %w", r.pending.rec.Line, r.pending.cause)
+		}
+		r.layout.Columns, err = guessColumns(r.pending.rec.Fields)
+		r.layout.ColumnsFrom = ColumnsFromGuess
+	}
+	if err != nil {
+		return err
+	}
+
+	r.kinds = make([]columnKind, len(r.layout.Columns))
+	for i, c := range r.layout.Columns {
+		switch c {
+		case ColumnEmail:
+			r.kinds[i] = kindEmail
+		case ColumnName:
+			r.kinds[i] = kindName
+		case ColumnFirstName:
+			r.kinds[i] = kindFirstName
+		case ColumnLastName:
+			r.kinds[i] = kindLastName
+		case ColumnPhone:
+			r.kinds[i] = kindPhone
+		}
+	}
+	return nil
+}
+
+// start moves to the resume position. It checks what it cheaply can: the
+// offset is not inside what was already read, and follows a line end (or
+// is the end of the input). It cannot tell a line end inside a quoted field
+// from one between records: the offset must come from a Record or
+// RecordError of the same file.
+func (r *Reader) start(p Position) error {
+	if p == (Position{}) {
+		return nil
+	}
+	r.row = p.Row
+	s := r.split
+	dataStart := s.pos
+	if r.pending != nil {
+		dataStart = r.pending.rec.Offset
+	}
+	switch {
+	case p.Offset == dataStart:
+		return nil
+	case p.Offset < s.pos:
+		return fmt.Errorf("--resume: offset %d is not after the header or first record (data starts at offset %d)", p.Offset, dataStart)
+	}
+	r.pending = nil
+	if p.Offset == s.pos {
+		return nil
+	}
+
+	// Stop one byte short to check that the offset follows a line end.
+	target := p.Offset - 1
+	seeked := false
+	if sk, ok := r.src.(io.Seeker); ok {
+		// A pipe is an *os.File too: when Seek fails nothing moved, so read instead.
+		if _, err := sk.Seek(target, io.SeekStart); err == nil {
+			s.br.Reset(r.src)
+			s.pos, s.line = target, 0
+			seeked = true
+		}
+	}
+	for !seeked && s.pos < target {
+		b, err := s.br.Peek(int(min(target-s.pos, readBufferSize)))
+		n, _ := s.br.Discard(len(b)) // cannot fail: the bytes are buffered
+		if s.line > 0 {
+			s.line += bytes.Count(b[:n], []byte{'\n'})
+		}
+		s.pos += int64(n)
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("--resume: offset %d is beyond the end of the input (%d bytes)", p.Offset, s.pos)
+		}
+		if err != nil {
+			return fmt.Errorf("skip to offset %d: %w", p.Offset, err)
+		}
+	}
+	c, err := s.br.ReadByte()
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("--resume: offset %d is beyond the end of the input (%d bytes)", p.Offset, s.pos)
+	}
+	if err != nil {
+		return fmt.Errorf("skip to offset %d: %w", p.Offset, err)
+	}
+	s.pos++
+	if c == '\n' {
+		if s.line > 0 {
+			s.line++
+		}
+		return nil
+	}
+	if _, err := s.br.Peek(1); errors.Is(err, io.EOF) {
+		return nil // the end of a last record without a line end
+	}
+	return fmt.Errorf("--resume: offset %d does not follow a line end: not a record boundary of this input", p.Offset)
+}
+
+// Layout returns what the reader decided about the file.
+func (r *Reader) Layout() Layout {
+	l := r.layout
+	l.Columns = slices.Clone(l.Columns)
+	return l
+}
+
+// Next returns the next record. At the end of the input it returns io.EOF.
+// A record that cannot be read as fields is returned as a *RecordError and
+// counts as a row; the caller may report it and call Next again. Any other
+// error (reading the input) is final and returned again by later calls.
+func (r *Reader) Next() (Record, error) {
+	if r.err != nil {
+		return Record{}, r.err
+	}
+	var res result
+	if r.pending != nil {
+		res, r.pending = *r.pending, nil
+	} else {
+		var err error
+		if res, err = r.read(); err != nil {
+			r.err = err
+			return Record{}, err
+		}
+	}
+	r.row++
+	res.rec.Row = r.row
+	if res.cause != nil {
+		return Record{}, &RecordError{
+			Row:    res.rec.Row,
+			Offset: res.rec.Offset,
+			End:    res.rec.End,
+			Line:   res.rec.Line,
+			Fields: res.rec.Fields,
+			Err:    res.cause,
+		}
+	}
+	return res.rec, nil
+}
+
+// read cuts the next record from the input and parses it. A problem with
+// the record itself is its cause; err is io.EOF or a read error.
+func (r *Reader) read() (result, error) {
+	sp, err := r.split.next()
+	if err != nil {
+		return result{}, err
+	}
+	res := result{rec: Record{Offset: sp.offset, End: sp.end, Line: sp.line}}
+	if sp.tooLong {
+		res.cause = fmt.Errorf("%w: more than %d bytes", ErrRecordTooLong, r.split.max)
+		return res, nil
+	}
+	res.rec.Fields, res.cause = r.parse(sp)
+	if res.cause == nil {
+		res.cause = decodeFields(res.rec.Fields, r.encoding)
+	}
+	return res, nil
+}
+
+// parse hands one record's bytes to encoding/csv. The csv.Reader lives as
+// long as the Reader and reads from feed, which holds exactly one record at
+// a time; InputOffset proves it consumed exactly that record.
+func (r *Reader) parse(sp span) ([]string, error) {
+	r.feed.b = sp.data
+	r.fed += int64(len(sp.data))
+	fields, err := r.csv.Read()
+	if errors.Is(err, io.EOF) || r.csv.InputOffset() != r.fed || len(r.feed.b) > 0 {
+		r.resetParser() // so the disagreement stays inside this record
+		return fields, errSplit
+	}
+	if pe, ok := errors.AsType[*csv.ParseError](err); ok {
+		if sp.line == 0 {
+			// Lines are unknown after a seek; the record's offset says where it is.
+			return fields, fmt.Errorf("column %d: %w", pe.Column, pe.Err)
+		}
+		return fields, &csv.ParseError{
+			StartLine: sp.line,
+			Line:      sp.line + pe.Line - pe.StartLine,
+			Column:    pe.Column,
+			Err:       pe.Err,
+		}
+	}
+	return fields, err
+}
+
+func (r *Reader) resetParser() {
+	r.feed.b = nil
+	r.fed = 0
+	r.csv = csv.NewReader(&r.feed)
+	r.csv.Comma = rune(r.split.delim)
+	r.csv.FieldsPerRecord = -1 // extra or missing columns are the mapping's business
+	// ReuseRecord stays off: the fields slice is handed to the caller.
+}
+
+// feed is the csv.Reader's input: one record's bytes at a time.
+type feed struct{ b []byte }
+
+func (f *feed) Read(p []byte) (int, error) {
+	if len(f.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, f.b)
+	f.b = f.b[n:]
+	return n, nil
+}
+
+// Map returns rec's values by canonical column. Values are not trimmed.
+func (r *Reader) Map(rec Record) Mapped {
+	var m Mapped
+	for i, v := range rec.Fields {
+		kind := kindAttribute
+		if i < len(r.kinds) {
+			kind = r.kinds[i]
+		}
+		switch kind {
+		case kindEmail:
+			m.Email = v
+		case kindName:
+			m.Name = v
+		case kindFirstName:
+			m.FirstName = v
+		case kindLastName:
+			m.LastName = v
+		case kindPhone:
+			m.Phone = v
+		case kindAttribute:
+			if v == "" {
+				continue
+			}
+			if m.Attributes == nil {
+				m.Attributes = make(map[string]string)
+			}
+			m.Attributes[r.columnName(i)] = v
+		}
+	}
+	return m
+}
+
+// Value returns rec's value in the named column (a canonical column, an alias,
+// an attribute name or colN), or "" when the record or the file has none.
+func (r *Reader) Value(rec Record, column string) string {
+	name := canonicalName(column)
+	i := slices.Index(r.layout.Columns, name)
+	if i < 0 {
+		n, ok := strings.CutPrefix(name, "col")
+		if !ok {
+			return ""
+		}
+		k, err := strconv.Atoi(n)
+		if err != nil || k <= len(r.layout.Columns) {
+			return ""
+		}
+		i = k - 1
+	}
+	if i < len(rec.Fields) {
+		return rec.Fields[i]
+	}
+	return ""
+}
+
+func (r *Reader) columnName(i int) string {
+	if i < len(r.layout.Columns) {
+		return r.layout.Columns[i]
+	}
+	for len(r.extra) <= i-len(r.layout.Columns) {
+		r.extra = append(r.extra, colName(len(r.layout.Columns)+len(r.extra)))
+	}
+	return r.extra[i-len(r.layout.Columns)]
+}
+
+// detectDelimiter picks the most frequent of ',' ';' and tab outside quotes
+// on the first non-blank line of b (the first record, when a quoted field
+// spans lines), preferring them in that order on a tie; ',' when none occurs.
+func detectDelimiter(b []byte) byte {
+	candidates := []byte{',', ';', '\t'}
+	var counts [3]int
+	inQuotes, blank := false, true
+	for _, c := range b {
+		if c == '"' {
+			inQuotes = !inQuotes
+			blank = false
+			continue
+		}
+		if inQuotes {
+			continue
+		}
+		if c == '\n' {
+			if !blank {
+				break
+			}
+			continue
+		}
+		if c != '\r' && c != ' ' {
+			blank = false
+		}
+		if i := bytes.IndexByte(candidates, c); i >= 0 {
+			counts[i]++
+		}
+	}
+	best := 0
+	for i := range counts {
+		if counts[i] > counts[best] {
+			best = i
+		}
+	}
+	return candidates[best]
+}

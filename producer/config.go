@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/custimport/custimport/libs/csvsource"
+	"github.com/custimport/custimport/libs/envflag"
+	"github.com/custimport/custimport/libs/logging"
+	"github.com/custimport/custimport/libs/rabbit"
+)
+
+const summary = `producer streams a customer CSV into RabbitMQ, one confirmed message per valid row.
+
+Usage: producer --file customers.csv [--parallel 4] [--columns name,email] [--resume]
+
+Rejected rows go to a CSV report (the reason, the row number and the original
+fields). The final summary is one JSON object on stdout; logs go to stderr.`
+
+// Config is everything the producer is told. Field comments give defaults.
+type Config struct {
+	// File is the CSV to import. Required.
+	File string
+	// Parallel is the number of publishing channels. Default 4.
+	Parallel int
+	// Window bounds the unconfirmed messages per channel. Default 256.
+	Window int
+	// Header is auto, yes or no. Default auto.
+	Header string
+	// Columns names the columns, for files without a header.
+	Columns []string
+	// Delimiter is ",", ";", "tab" or "" to detect. Default "".
+	Delimiter string
+	// Encoding is auto, utf-8 or windows-1252. Default auto.
+	Encoding string
+	// Rejects is the rejects report. Default <File>.rejects.csv.
+	Rejects string
+	// Checkpoint is where progress is saved. Default <File>.checkpoint.
+	Checkpoint string
+	// Resume continues from Checkpoint.
+	Resume bool
+	// DryRun validates and writes the rejects report without publishing.
+	DryRun bool
+	// AMQPURL is the broker. Default amqp://guest:guest@localhost:5672/.
+	AMQPURL string
+	// QueuePrefix names the exchanges and queues. Default customers.
+	QueuePrefix string
+	// RetryDelays and DeliveryLimit must match the consumers': both sides
+	// declare the same topology.
+	RetryDelays   []time.Duration
+	DeliveryLimit int
+	// PublishRetries is how many times a nacked message is sent again
+	// before the run fails. Default 5.
+	PublishRetries int
+	// CheckpointEvery is how often the checkpoint is saved. Default 1s.
+	CheckpointEvery time.Duration
+	// ProgressEvery is how often progress is logged. Default 5s.
+	ProgressEvery time.Duration
+	// LogFormat is text or json; LogLevel debug, info, warn or error.
+	LogFormat, LogLevel string
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var c Config
+	defTop := rabbit.Topology{}.WithDefaults()
+	s := envflag.New("producer", summary, getenv, stderr)
+	s.String(&c.File, "file", "PRODUCER_FILE", "", "CSV `path` to import (required)")
+	s.Int(&c.Parallel, "parallel", "PRODUCER_PARALLEL", 4, "publishing channels")
+	s.Int(&c.Window, "window", "PRODUCER_WINDOW", 256, "unconfirmed messages allowed per channel")
+	s.String(&c.Header, "header", "PRODUCER_HEADER", csvsource.HeaderAuto, "is the first row a header: auto, yes or no")
+	s.List(&c.Columns, "columns", "PRODUCER_COLUMNS", nil, "comma-separated column `names` (email, name, first_name, last_name, phone, or any other), for files without a header")
+	s.String(&c.Delimiter, "delimiter", "PRODUCER_DELIMITER", "", "field delimiter: , ; tab, or empty to detect")
+	s.String(&c.Encoding, "encoding", "PRODUCER_ENCODING", csvsource.EncodingAuto, "auto (UTF-8, falling back to Windows-1252 per field), utf-8 or windows-1252")
+	s.String(&c.Rejects, "rejects", "PRODUCER_REJECTS", "", "rejects report `path` (default <file>.rejects.csv)")
+	s.String(&c.Checkpoint, "checkpoint", "PRODUCER_CHECKPOINT", "", "checkpoint `path` (default <file>.checkpoint)")
+	s.Bool(&c.Resume, "resume", "PRODUCER_RESUME", false, "continue from the checkpoint of an interrupted run")
+	s.Bool(&c.DryRun, "dry-run", "PRODUCER_DRY_RUN", false, "validate the file and write the rejects report, publish nothing")
+	s.String(&c.AMQPURL, "amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "RabbitMQ `URL`")
+	s.String(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", defTop.Prefix, "prefix of the exchange and queue names")
+	s.Durations(&c.RetryDelays, "retry-delays", "RETRY_DELAYS", defTop.RetryDelays, "backoff steps of the retry queues (must match the consumers')")
+	s.Int(&c.DeliveryLimit, "delivery-limit", "DELIVERY_LIMIT", defTop.DeliveryLimit, "deliveries of one message before the broker dead-letters it (must match the consumers')")
+	s.Int(&c.PublishRetries, "publish-retries", "PRODUCER_PUBLISH_RETRIES", 5, "times a message the broker refused is sent again")
+	s.Duration(&c.CheckpointEvery, "checkpoint-every", "PRODUCER_CHECKPOINT_EVERY", time.Second, "how often the checkpoint is saved")
+	s.Duration(&c.ProgressEvery, "progress-every", "PRODUCER_PROGRESS_EVERY", 5*time.Second, "how often progress is logged")
+	s.String(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: "+logging.Formats)
+	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	if err := s.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if rest := s.FlagSet().Args(); len(rest) > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q: the file is given with --file", rest[0])
+	}
+	if c.Rejects == "" {
+		c.Rejects = c.File + ".rejects.csv"
+	}
+	if c.Checkpoint == "" {
+		c.Checkpoint = c.File + ".checkpoint"
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.File == "":
+		return errors.New("--file is required: the CSV to import (or PRODUCER_FILE)")
+	case c.Parallel < 1 || c.Parallel > 64:
+		return fmt.Errorf("--parallel %d: want 1 to 64 channels", c.Parallel)
+	case c.Window < 1 || c.Window > 65535:
+		return fmt.Errorf("--window %d: want 1 to 65535 unconfirmed messages", c.Window)
+	case c.PublishRetries < 0:
+		return fmt.Errorf("--publish-retries %d: want 0 or more", c.PublishRetries)
+	case c.CheckpointEvery <= 0:
+		return fmt.Errorf("--checkpoint-every %s: want a positive duration", c.CheckpointEvery)
+	case c.ProgressEvery <= 0:
+		return fmt.Errorf("--progress-every %s: want a positive duration", c.ProgressEvery)
+	case c.DeliveryLimit < 1:
+		return fmt.Errorf("--delivery-limit %d: want 1 or more", c.DeliveryLimit)
+	case c.Rejects == c.File:
+		return errors.New("--rejects must not be the input file")
+	}
+	if _, err := c.delimiter(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c Config) delimiter() (rune, error) {
+	switch c.Delimiter {
+	case "":
+		return 0, nil
+	case ",", ";", "|":
+		return rune(c.Delimiter[0]), nil
+	case "tab", `\t`, "\t":
+		return '\t', nil
+	default:
+		return 0, fmt.Errorf("--delimiter %q: want , ; | or tab (or nothing, to detect it)", c.Delimiter)
+	}
+}
+
+func (c Config) topology() rabbit.Topology {
+	return rabbit.Topology{Prefix: c.QueuePrefix, RetryDelays: c.RetryDelays, DeliveryLimit: c.DeliveryLimit}.WithDefaults()
+}
+
+func (c Config) csvConfig(start csvsource.Position) csvsource.Config {
+	d, _ := c.delimiter()
+	return csvsource.Config{Header: c.Header, Columns: c.Columns, Delimiter: d, Encoding: c.Encoding, Start: start}
+}
