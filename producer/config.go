@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/custimport/custimport/libs/csvsource"
@@ -39,6 +40,9 @@ type Config struct {
 	Rejects string
 	// Checkpoint is where progress is saved. Default <File>.checkpoint.
 	Checkpoint string
+	// StateDir, when set, holds the default rejects report and checkpoint
+	// instead of the input's folder (which may be read-only).
+	StateDir string
 	// Resume continues from Checkpoint.
 	Resume bool
 	// DryRun validates and writes the rejects report without publishing.
@@ -75,6 +79,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.Encoding, "encoding", "PRODUCER_ENCODING", csvsource.EncodingAuto, "auto (UTF-8, falling back to Windows-1252 per field), utf-8 or windows-1252")
 	s.String(&c.Rejects, "rejects", "PRODUCER_REJECTS", "", "rejects report `path` (default <file>.rejects.csv)")
 	s.String(&c.Checkpoint, "checkpoint", "PRODUCER_CHECKPOINT", "", "checkpoint `path` (default <file>.checkpoint)")
+	s.String(&c.StateDir, "state-dir", "PRODUCER_STATE_DIR", "", "`folder` for the default rejects report and checkpoint (default: next to --file)")
 	s.Bool(&c.Resume, "resume", "PRODUCER_RESUME", false, "continue from the checkpoint of an interrupted run")
 	s.Bool(&c.DryRun, "dry-run", "PRODUCER_DRY_RUN", false, "validate the file and write the rejects report, publish nothing")
 	s.String(&c.AMQPURL, "amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "RabbitMQ `URL`")
@@ -92,11 +97,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if rest := s.FlagSet().Args(); len(rest) > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q: the file is given with --file", rest[0])
 	}
+	base := c.File
+	if c.StateDir != "" {
+		base = filepath.Join(c.StateDir, filepath.Base(c.File))
+	}
 	if c.Rejects == "" {
-		c.Rejects = c.File + ".rejects.csv"
+		c.Rejects = base + ".rejects.csv"
 	}
 	if c.Checkpoint == "" {
-		c.Checkpoint = c.File + ".checkpoint"
+		c.Checkpoint = base + ".checkpoint"
 	}
 	return c, c.validate()
 }

@@ -1,0 +1,120 @@
+# Run `make` (or `make help`) for the list of targets.
+#
+# Where a Docker engine answers, infra/start/logs/stop drive docker compose;
+# elsewhere they use the services at the URLs below (scripts/local-*.sh).
+# Force one or the other with USE_DOCKER=1 or USE_DOCKER=0.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+AMQP_URL ?= amqp://guest:guest@localhost:5672/
+DATABASE_URL ?= postgres://postgres:postgres@localhost:5432/customers?sslmode=disable
+CRM_URL ?= http://localhost:8081
+CONSUMERS ?= 2
+FILE ?= data/customers_sample.csv
+ROWS ?= 1000000
+USE_DOCKER ?= auto
+export AMQP_URL DATABASE_URL CRM_URL CONSUMERS FILE
+
+# A shell condition, true when docker compose should be used.
+have_docker = { [ "$(USE_DOCKER)" = 1 ] || { [ "$(USE_DOCKER)" = auto ] && docker info >/dev/null 2>&1; }; }
+
+.PHONY: help
+help: ## Print this message
+	@awk 'BEGIN { FS = ":.*## "; printf "Usage: make <target> [VAR=value ...]\n\nTargets:\n" } \
+		/^[a-zA-Z0-9_-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@printf '\nVariables (override from the environment or the command line):\n'
+	@printf '  %-12s %s\n' AMQP_URL '$(AMQP_URL)' DATABASE_URL '$(DATABASE_URL)' CRM_URL '$(CRM_URL)' \
+		CONSUMERS '$(CONSUMERS)' FILE '$(FILE)' ROWS '$(ROWS)' USE_DOCKER '$(USE_DOCKER) (auto, 1 or 0)'
+
+.PHONY: build
+build: ## Build producer, consumer and mockcrm into bin/
+	go build -o bin/ ./producer ./consumer ./mockcrm
+
+.PHONY: infra
+infra: ## Start Postgres, RabbitMQ (management UI on :15672) and mockcrm with compose, or ready local services
+	@if $(have_docker); then \
+		docker compose up -d --wait postgres rabbitmq mockcrm; \
+		echo "RabbitMQ management UI: http://localhost:15672 (guest/guest); mockcrm: http://localhost:8081"; \
+	else \
+		echo "No Docker engine: using the services at DATABASE_URL and AMQP_URL (mockcrm starts with make start)"; \
+		scripts/local-infra.sh; \
+	fi
+
+.PHONY: migrate-db
+migrate-db: ## Apply database migrations to DATABASE_URL
+	go run ./consumer migrate
+
+.PHONY: start
+start: ## Start CONSUMERS consumers (and mockcrm), then import FILE with the producer
+	@if $(have_docker); then \
+		case "$(FILE)" in data/*) ;; *) echo "FILE must be under data/ (mounted at /data in the producer)" >&2; exit 2 ;; esac; \
+		docker compose up -d --build --scale consumer=$(CONSUMERS); \
+		docker compose --profile producer run --rm producer producer --file "/data/$${FILE#data/}" --parallel 4; \
+	else \
+		go build -o bin/ ./producer ./consumer ./mockcrm; \
+		scripts/local-start.sh; \
+	fi
+
+.PHONY: demo
+demo: ## infra + start on data/customers_sample.csv, wait for the CRM step, show what landed
+	@$(MAKE) infra
+	@$(MAKE) start FILE=data/customers_sample.csv
+	FILE=data/customers_sample.csv scripts/demo-report.sh
+
+.PHONY: logs
+logs: ## Follow the logs of every service
+	@if $(have_docker); then \
+		docker compose logs -f; \
+	else \
+		shopt -s nullglob; logs=(volumes/logs/*.log); \
+		if (( $${#logs[@]} == 0 )); then echo "no logs in volumes/logs: make start first" >&2; exit 1; fi; \
+		tail -n 50 -F "$${logs[@]}"; \
+	fi
+
+.PHONY: status
+status: ## Show queue depths and customers per CRM state
+	go run ./consumer status
+
+.PHONY: stop
+stop: ## Stop the consumers and mockcrm (compose down, or SIGTERM the local processes)
+	@if $(have_docker); then docker compose --profile producer down; fi
+	scripts/local-stop.sh
+
+.PHONY: test
+test: ## Run all tests (services from TEST_DATABASE_URL/TEST_AMQP_URL, local ports, or testcontainers)
+	go test -race -count=1 -timeout 10m ./...
+
+.PHONY: lint
+lint: ## Run golangci-lint (version pinned in go.mod)
+	go tool golangci-lint run ./...
+
+.PHONY: bench
+bench: ## End-to-end throughput benchmark on ROWS generated rows
+	go run ./bench --rows $(ROWS)
+
+.PHONY: chaos
+chaos: ## Kill and restart consumers, broker and CRM mid-import; check exactly-once
+	go run ./chaos
+
+.PHONY: data
+data: ## Generate data/customers_sample.csv (committed) and data/customers_100k.csv
+	go run ./data/gen --rows 200 --dups 0.02 --invalid 0.015 --seed 1 --out data/customers_sample.csv
+	go run ./data/gen --rows 100000 --dups 0.02 --invalid 0.01 --seed 1 --out data/customers_100k.csv
+
+.PHONY: drop-db
+drop-db: ## Drop the database named in DATABASE_URL (asks first; FORCE=1 does not)
+	scripts/drop-db.sh
+
+.PHONY: prune
+prune: ## stop, then remove compose volumes and everything under volumes/
+	@$(MAKE) stop
+	@if $(have_docker); then docker compose --profile producer down -v; fi
+	find volumes -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
+
+.PHONY: clean
+clean: ## Remove bin/ and the test cache
+	rm -rf bin/
+	go clean -testcache
