@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/custimport/custimport/libs/crm"
+	"github.com/custimport/custimport/libs/pgstore"
+)
+
+// Dead-letter reasons, in the x-death-reason header.
+const (
+	reasonInvalidMessage   = "invalid_message"
+	reasonDatabaseRejected = "database_rejected"
+	reasonCRMRejected      = "crm_rejected"
+	reasonCRMExhausted     = "crm_attempts_exhausted"
+)
+
+type outcomeKind int
+
+const (
+	outcomeNone      outcomeKind = iota // not decided (yet)
+	outcomeAck                          // done: synced now, or already
+	outcomeRetry                        // a copy waits in a retry queue
+	outcomeDead                         // given up: a copy goes to the dead-letter queue
+)
+
+// outcome is what a delivery comes to. Every error becomes one here, in
+// classify, and nowhere else.
+type outcome struct {
+	kind     outcomeKind
+	reason   string // dead-letter reason, or why it was acked
+	err      error
+	attempts int
+	crmID    string
+}
+
+func ack(why string) outcome { return outcome{kind: outcomeAck, reason: why} }
+
+func deadLetter(reason string, err error) outcome {
+	return outcome{kind: outcomeDead, reason: reason, err: err}
+}
+
+// waitLease sends a copy through the first retry queue without counting an
+// attempt: another worker holds the customer, and if it dies the copy finds
+// the lease expired and drives the customer itself.
+func waitLease() outcome { return outcome{kind: outcomeRetry, reason: "leased elsewhere"} }
+
+// classify turns a CRM answer into an outcome:
+//   - 2xx and 409 (it exists already): synced;
+//   - a permanent refusal (4xx but 408 and 429): rejected, dead-lettered;
+//   - anything else (5xx, 408, 429, timeouts, connection errors): retried
+//     through the retry queues, failed and dead-lettered once attempts are
+//     exhausted.
+func classify(res crm.Result, err error, attempts, maxAttempts int) outcome {
+	switch {
+	case err == nil:
+		return outcome{kind: outcomeAck, reason: "synced", attempts: attempts, crmID: res.ID}
+	case crm.IsPermanent(err):
+		return outcome{kind: outcomeDead, reason: reasonCRMRejected, err: err, attempts: attempts}
+	case attempts >= maxAttempts:
+		return outcome{kind: outcomeDead, reason: reasonCRMExhausted, err: err, attempts: attempts}
+	default:
+		return outcome{kind: outcomeRetry, reason: "crm_transient", err: err, attempts: attempts}
+	}
+}
+
+// settle is the database side of a CRM call's outcome.
+func (o outcome) settle(email string) pgstore.Outcome {
+	switch {
+	case o.kind == outcomeAck:
+		return pgstore.Outcome{Email: email, State: pgstore.StateSynced, CRMID: o.crmID}
+	case o.kind == outcomeDead && o.reason == reasonCRMRejected:
+		return pgstore.Outcome{Email: email, State: pgstore.StateRejected, Error: errText(o.err)}
+	case o.kind == outcomeDead:
+		return pgstore.Outcome{Email: email, State: pgstore.StateFailed, Error: errText(o.err)}
+	default:
+		return pgstore.Outcome{Email: email, State: pgstore.StatePending, Error: errText(o.err)}
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return truncate(err.Error(), 1024)
+}
+
+// gate holds every CRM call of the process while the CRM has asked us to
+// slow down (429 with Retry-After), not only the call that was told.
+type gate struct {
+	mu    sync.Mutex
+	until time.Time
+}
+
+func (g *gate) close(d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if t := time.Now().Add(d); t.After(g.until) {
+		g.until = t
+	}
+}
+
+func (g *gate) wait(ctx context.Context) error {
+	g.mu.Lock()
+	d := time.Until(g.until)
+	g.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}

@@ -1,0 +1,457 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/custimport/custimport/libs/crm"
+	"github.com/custimport/custimport/libs/customer"
+	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/rabbit"
+)
+
+// worker is one consumer process's loop: connect, declare, take batches of
+// deliveries, and turn each into a durable outcome before acking it.
+//
+// The invariants it keeps (docs/ARCHITECTURE.md):
+//   - A delivery is acked only after its outcome is durable: the customer is
+//     in Postgres and synced, or rejected/failed with the dead letter
+//     confirmed by the broker, or the retry copy is confirmed.
+//   - The CRM is called only for a pending customer, only under this
+//     worker's lease, always with the customer's idempotency key.
+type worker struct {
+	cfg    Config
+	logger *slog.Logger
+	store  *pgstore.Store
+	crm    *crm.Client
+	top    rabbit.Topology
+	gate   *gate
+}
+
+func newWorker(cfg Config, logger *slog.Logger, store *pgstore.Store, client *crm.Client) *worker {
+	return &worker{cfg: cfg, logger: logger, store: store, crm: client, top: cfg.topology(), gate: &gate{}}
+}
+
+// errFatal marks errors that reconnecting cannot cure.
+var errFatal = errors.New("fatal")
+
+// run keeps a session going until ctx is done. The first connection must
+// succeed within the connect timeout; after that, lost connections are
+// retried for ever with capped exponential backoff.
+func (w *worker) run(ctx context.Context) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 200 * time.Millisecond
+	bo.MaxInterval = w.cfg.ReconnectMax
+	firstDeadline := time.Now().Add(w.cfg.ConnectTimeout)
+	connectedOnce := false
+	for {
+		connected, err := w.session(ctx)
+		connectedOnce = connectedOnce || connected
+		if ctx.Err() != nil {
+			w.logger.Info("stopped")
+			return nil
+		}
+		if errors.Is(err, errFatal) {
+			return err
+		}
+		if !connectedOnce && time.Now().After(firstDeadline) {
+			return fmt.Errorf("%w (gave up after --connect-timeout %s)", err, w.cfg.ConnectTimeout)
+		}
+		if connected {
+			bo.Reset()
+		}
+		wait := bo.NextBackOff()
+		w.logger.Warn("RabbitMQ session ended; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond).String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// session is one connection's life. connected reports whether it got as far
+// as consuming.
+func (w *worker) session(ctx context.Context) (connected bool, err error) {
+	conn, err := rabbit.Dial(ctx, w.cfg.AMQPURL, "consumer "+w.cfg.Name)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	pub, err := rabbit.NewPublisher(conn)
+	if err != nil {
+		return false, err
+	}
+	defer pub.Close() //nolint:errcheck // closing the connection closes it too
+	if err := w.top.Declare(pub.Channel()); err != nil {
+		if amqpErr, ok := errors.AsType[*amqp.Error](err); ok && amqpErr.Code == amqp.PreconditionFailed {
+			return false, fmt.Errorf("%w: %w", errFatal, err)
+		}
+		return false, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("open consuming channel: %w", err)
+	}
+	defer ch.Close()
+	if err := ch.Qos(w.cfg.Prefetch, 0, false); err != nil {
+		return false, fmt.Errorf("set prefetch: %w", err)
+	}
+	deliveries, err := ch.Consume(w.top.Queue(), w.cfg.Name, false, false, false, false, nil)
+	if err != nil {
+		return false, fmt.Errorf("consume %s: %w", w.top.Queue(), err)
+	}
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	w.logger.Info("consuming", "queue", w.top.Queue(), "prefetch", w.cfg.Prefetch, "amqp", rabbit.Redact(w.cfg.AMQPURL))
+
+	// In-flight work outlives the signal by at most the shutdown timeout.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopAfter := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(w.cfg.ShutdownTimeout, cancelWork)
+		<-work.Done()
+		t.Stop()
+	})
+	defer stopAfter()
+
+	for {
+		batch, err := collect(ctx, deliveries, w.cfg.Prefetch, w.cfg.BatchWait)
+		if len(batch) > 0 {
+			if herr := w.handle(work, pub, batch); herr != nil {
+				// Unacked deliveries go back to the queue when the channel
+				// closes; the invariants make their redelivery safe.
+				return true, herr
+			}
+		}
+		if err != nil {
+			if cerr, ok := <-closed; ok && cerr != nil {
+				return true, fmt.Errorf("connection closed: %w", cerr)
+			}
+			return true, err
+		}
+		if ctx.Err() != nil {
+			// Stop taking deliveries; what is unacked is handed back.
+			_ = ch.Cancel(w.cfg.Name, false)
+			return true, nil
+		}
+	}
+}
+
+var errDeliveriesClosed = errors.New("delivery channel closed")
+
+// collect takes up to max deliveries: it waits for the first as long as
+// needed, then up to wait for the rest.
+func collect(ctx context.Context, deliveries <-chan amqp.Delivery, max int, wait time.Duration) ([]amqp.Delivery, error) {
+	var batch []amqp.Delivery
+	select {
+	case d, ok := <-deliveries:
+		if !ok {
+			return nil, errDeliveriesClosed
+		}
+		batch = append(batch, d)
+	case <-ctx.Done():
+		return nil, nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for len(batch) < max {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return batch, errDeliveriesClosed
+			}
+			batch = append(batch, d)
+		case <-timer.C:
+			return batch, nil
+		case <-ctx.Done():
+			return batch, nil
+		}
+	}
+	return batch, nil
+}
+
+// withDB runs op until it succeeds, retrying with backoff while Postgres is
+// unreachable: deliveries are held, not requeued, so no delivery count and no
+// CRM attempt is burned by a database outage. An error Postgres gives for
+// the data itself is returned at once.
+func withDB[T any](ctx context.Context, w *worker, what string, op func(context.Context) (T, error)) (T, error) {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	bo.MaxInterval = w.cfg.ReconnectMax
+	return backoff.Retry(ctx, func() (T, error) {
+		v, err := op(ctx)
+		if err != nil && (pgstore.IsDataError(err) || ctx.Err() != nil) {
+			return v, backoff.Permanent(err)
+		}
+		return v, err
+	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+		w.logger.Warn("PostgreSQL unavailable; holding the batch and retrying", "op", what, "error", err, "retry_in", d.Round(time.Millisecond).String())
+	}))
+}
+
+// item is one delivery of a batch and what became of it.
+type item struct {
+	d   amqp.Delivery
+	c   customer.Customer
+	out outcome
+}
+
+func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, batch []amqp.Delivery) error {
+	items := make([]*item, len(batch))
+	byEmail := map[string][]*item{}
+	var valid []customer.Customer
+	for i, d := range batch {
+		it := &item{d: d}
+		items[i] = it
+		c, err := customer.Decode(d.Body)
+		if err != nil {
+			it.out = deadLetter(reasonInvalidMessage, err)
+			continue
+		}
+		it.c = c
+		if byEmail[c.Email] == nil {
+			valid = append(valid, c)
+		}
+		byEmail[c.Email] = append(byEmail[c.Email], it)
+	}
+
+	if err := w.insert(ctx, valid, byEmail); err != nil {
+		return err
+	}
+	emails := make([]string, 0, len(byEmail))
+	for e, its := range byEmail {
+		if its[0].out.kind == outcomeNone {
+			emails = append(emails, e)
+		}
+	}
+	var claims map[string]pgstore.Claim
+	if len(emails) > 0 {
+		var err error
+		claims, err = withDB(ctx, w, "lease", func(ctx context.Context) (map[string]pgstore.Claim, error) {
+			return w.store.Lease(ctx, emails, w.cfg.Name, w.cfg.Lease)
+		})
+		if err != nil {
+			return fmt.Errorf("lease customers: %w", err)
+		}
+	}
+
+	// Decide each customer; call the CRM for those this worker leased.
+	var settle []pgstore.Outcome
+	var calls []*item
+	for _, e := range emails {
+		first := byEmail[e][0]
+		cl, found := claims[e]
+		switch {
+		case found && cl.Leased:
+			calls = append(calls, first)
+		case found && cl.State != pgstore.StatePending:
+			first.out = ack("duplicate: customer already " + string(cl.State))
+		default:
+			// Another worker holds the lease (or took it this instant). It
+			// may die before finishing, so this copy waits in the first
+			// retry queue and looks again, rather than being dropped.
+			first.out = waitLease()
+		}
+	}
+	w.callCRM(ctx, calls, claims)
+	for _, it := range calls {
+		if it.out.kind == outcomeNone {
+			// Shutdown cut the calls short: hand the whole batch back
+			// (nothing is acked) and release the leases so that its
+			// redelivery need not wait for them to expire.
+			release := make([]pgstore.Outcome, len(calls))
+			for i, c := range calls {
+				release[i] = pgstore.Outcome{Email: c.c.Email}
+			}
+			w.releaseOnError(release)
+			return fmt.Errorf("CRM calls interrupted: %w", context.Cause(ctx))
+		}
+		settle = append(settle, it.out.settle(it.c.Email))
+	}
+
+	// Dead letters and retry copies are confirmed before anything is
+	// settled or acked.
+	var msgs []rabbit.Message
+	for _, it := range items {
+		if m, ok := w.message(it); ok {
+			msgs = append(msgs, m)
+		}
+	}
+	if len(msgs) > 0 {
+		if err := pub.PublishAll(ctx, msgs); err != nil {
+			w.releaseOnError(settle)
+			return fmt.Errorf("publish %d retry and dead-letter messages: %w", len(msgs), err)
+		}
+	}
+	if len(settle) > 0 {
+		if _, err := withDB(ctx, w, "settle", func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, w.store.Settle(ctx, w.cfg.Name, settle)
+		}); err != nil {
+			return fmt.Errorf("settle customers: %w", err)
+		}
+	}
+	w.log(items)
+	// Every delivery of the batch has its outcome: ack them all at once.
+	if err := batch[len(batch)-1].Ack(true); err != nil {
+		return fmt.Errorf("ack batch of %d: %w", len(batch), err)
+	}
+	return nil
+}
+
+// insert stores the batch's customers, once each. When Postgres refuses the
+// data of one row, the rows are inserted one by one so that only the bad one
+// is dead-lettered.
+func (w *worker) insert(ctx context.Context, valid []customer.Customer, byEmail map[string][]*item) error {
+	if len(valid) == 0 {
+		return nil
+	}
+	_, err := withDB(ctx, w, "insert", func(ctx context.Context) (pgstore.Inserted, error) {
+		return w.store.InsertNew(ctx, valid)
+	})
+	if err == nil {
+		return nil
+	}
+	if !pgstore.IsDataError(err) {
+		return fmt.Errorf("insert customers: %w", err)
+	}
+	for _, c := range valid {
+		_, err := withDB(ctx, w, "insert", func(ctx context.Context) (pgstore.Inserted, error) {
+			return w.store.InsertNew(ctx, []customer.Customer{c})
+		})
+		if pgstore.IsDataError(err) {
+			for _, it := range byEmail[c.Email] {
+				it.out = deadLetter(reasonDatabaseRejected, err)
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("insert customer: %w", err)
+		}
+	}
+	return nil
+}
+
+// callCRM calls the CRM for every leased customer, at most CRMConcurrency at
+// once, and records each outcome.
+func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]pgstore.Claim) {
+	var g errgroup.Group
+	g.SetLimit(w.cfg.CRMConcurrency)
+	for _, it := range calls {
+		g.Go(func() error {
+			attempts := claims[it.c.Email].Attempts
+			res, err := w.createCustomer(ctx, it.c)
+			if ctx.Err() != nil {
+				return nil // shutdown: no outcome, the lease is released
+			}
+			it.out = classify(res, err, attempts, w.cfg.MaxAttempts)
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
+
+// createCustomer makes one CRM call, first waiting out any Retry-After the
+// CRM asked this process for.
+func (w *worker) createCustomer(ctx context.Context, c customer.Customer) (crm.Result, error) {
+	if err := w.gate.wait(ctx); err != nil {
+		return crm.Result{}, err
+	}
+	res, err := w.crm.CreateCustomer(ctx, customer.IdempotencyKey(c.Email), crm.Customer{
+		Email: c.Email, Name: c.Name, FirstName: c.FirstName, LastName: c.LastName, Phone: c.Phone, Attributes: c.Attributes,
+	})
+	if d, ok := crm.RetryAfter(err); ok {
+		w.gate.close(d)
+	}
+	return res, err
+}
+
+// message builds the retry copy or dead letter an item's outcome needs.
+func (w *worker) message(it *item) (rabbit.Message, bool) {
+	o := it.out
+	if o.kind != outcomeRetry && o.kind != outcomeDead {
+		return rabbit.Message{}, false
+	}
+	headers := amqp.Table{}
+	for k, v := range it.d.Headers {
+		headers[k] = v
+	}
+	pubMsg := amqp.Publishing{
+		Headers:      headers,
+		ContentType:  it.d.ContentType,
+		DeliveryMode: amqp.Persistent,
+		MessageId:    it.d.MessageId,
+		Timestamp:    it.d.Timestamp,
+		Type:         it.d.Type,
+		AppId:        it.d.AppId,
+		Body:         it.d.Body,
+	}
+	if o.err != nil {
+		headers["x-last-error"] = truncate(o.err.Error(), 1024)
+	}
+	if o.kind == outcomeDead {
+		headers["x-death-reason"] = o.reason
+		headers["x-attempts"] = int64(o.attempts)
+		headers["x-dead-lettered-at"] = time.Now().UTC().Format(time.RFC3339)
+		headers["x-consumer"] = w.cfg.Name
+		return rabbit.Message{Exchange: w.top.DeadExchange(), Key: rabbit.DeadKey, Publishing: pubMsg}, true
+	}
+	step := min(max(o.attempts-1, 0), len(w.top.RetryDelays)-1)
+	headers["x-retry-attempt"] = int64(o.attempts)
+	// Jitter below the queue's TTL spreads a burst of retries out; the
+	// queue's own TTL stays the upper bound.
+	d := w.top.RetryDelays[step]
+	jittered := d - time.Duration(rand.Int64N(int64(d)/5+1)) //nolint:gosec // jitter needs no secure source
+	pubMsg.Expiration = strconv.FormatInt(max(jittered.Milliseconds(), 1), 10)
+	return rabbit.Message{Exchange: "", Key: w.top.RetryQueue(step), Publishing: pubMsg}, true
+}
+
+// releaseOnError gives back the leases of a batch that could not finish, so
+// its redelivery does not wait for them to expire.
+func (w *worker) releaseOnError(outcomes []pgstore.Outcome) {
+	if len(outcomes) == 0 {
+		return
+	}
+	release := make([]pgstore.Outcome, len(outcomes))
+	for i, o := range outcomes {
+		release[i] = pgstore.Outcome{Email: o.Email, State: pgstore.StatePending, Error: "batch not completed"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.store.Settle(ctx, w.cfg.Name, release); err != nil {
+		w.logger.Warn("could not release leases; they expire on their own", "error", err, "lease", w.cfg.Lease.String())
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// log reports the batch: one debug line, and a line per dead letter.
+func (w *worker) log(items []*item) {
+	counts := map[string]int{}
+	for _, it := range items {
+		switch it.out.kind {
+		case outcomeDead:
+			counts["dead_lettered"]++
+			w.logger.Warn("dead-lettered", "reason", it.out.reason, "error", errText(it.out.err),
+				"email", it.c.Email, "message_id", it.d.MessageId, "attempts", it.out.attempts)
+		case outcomeRetry:
+			counts["retried"]++
+		case outcomeAck, outcomeNone:
+			counts["acked"]++
+		}
+	}
+	w.logger.Debug("batch done", "deliveries", len(items), "acked", counts["acked"], "retried", counts["retried"], "dead_lettered", counts["dead_lettered"])
+}

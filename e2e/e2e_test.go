@@ -1,0 +1,299 @@
+// Package e2e runs the real binaries together: the producer on real sample
+// exports, consumers, and mockcrm, against real PostgreSQL and RabbitMQ, and
+// checks that every customer lands in Postgres once and in the CRM once.
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/custimport/custimport/libs/crm/crmmock"
+	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/rabbit"
+	"github.com/custimport/custimport/libs/testenv"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds producer, consumer and mockcrm once per test run.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "custimport-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator), "../producer", "../consumer", "../mockcrm")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// proc is a started binary whose output is kept for the test log.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func start(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binaries(t), name), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	require.NoError(t, cmd.Start())
+	p := &proc{name: name, cmd: cmd, out: out, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("--- %s output:\n%s", name, tail(out.String(), 4000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// stop sends SIGTERM and waits; a process that does not stop is killed.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("%s did not stop within 30s of SIGTERM", p.name)
+	}
+}
+
+// pipeline is one isolated deployment: its own schema, queues and CRM.
+type pipeline struct {
+	env    []string
+	crmURL string
+	db     pgstore.Config
+	top    rabbit.Topology
+}
+
+func newPipeline(t *testing.T, crmFlags ...string) *pipeline {
+	t.Helper()
+	db := testenv.MigratedPostgres(t)
+	top := testenv.Topology(t)
+	addr := freeAddr(t)
+	start(t, "mockcrm", nil, append([]string{"--addr", addr}, crmFlags...)...)
+	crmURL := "http://" + addr
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(crmURL + "/healthz") //nolint:noctx // test poll
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 50*time.Millisecond, "mockcrm did not come up")
+	return &pipeline{
+		env: []string{
+			"AMQP_URL=" + testenv.AMQPURL(t),
+			"DATABASE_URL=" + testenv.DatabaseURLWithSchema(t, db),
+			"CRM_URL=" + crmURL,
+			"QUEUE_PREFIX=" + top.Prefix,
+			"RETRY_DELAYS=100ms,300ms,1s",
+			"CONSUMER_MAX_ATTEMPTS=30",
+			"CONSUMER_LEASE=20s",
+			"CRM_TIMEOUT=5s",
+			"LOG_FORMAT=json",
+		},
+		crmURL: crmURL, db: db, top: top,
+	}
+}
+
+func (p *pipeline) consumer(t *testing.T, name string) *proc {
+	t.Helper()
+	return start(t, "consumer", append(p.env, "CONSUMER_NAME="+name))
+}
+
+// summary is the producer's stdout.
+type summary struct {
+	Rows      int64  `json:"rows"`
+	Published int64  `json:"published"`
+	Rejected  int64  `json:"rejected"`
+	Complete  bool   `json:"complete"`
+	Error     string `json:"error"`
+}
+
+func (p *pipeline) produce(t *testing.T, file string, args ...string) summary {
+	t.Helper()
+	dir := t.TempDir()
+	all := append([]string{"--file", file, "--parallel", "2",
+		"--rejects", filepath.Join(dir, "rejects.csv"), "--checkpoint", filepath.Join(dir, "checkpoint")}, args...)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binaries(t), "producer"), all...)
+	cmd.Env = append(os.Environ(), p.env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	require.NoError(t, err, "producer: %s", stderr.String())
+	var s summary
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &s), "stdout: %s", stdout.String())
+	return s
+}
+
+func (p *pipeline) crmStats(t *testing.T) crmmock.Stats {
+	t.Helper()
+	resp, err := http.Get(p.crmURL + "/stats") //nolint:noctx // test
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var st crmmock.Stats
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
+	return st
+}
+
+func (p *pipeline) counts(t *testing.T) map[string]int64 {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), testenv.DatabaseURLWithSchema(t, p.db))
+	require.NoError(t, err)
+	defer conn.Close(t.Context())
+	rows, err := conn.Query(t.Context(), `SELECT crm_state, count(*) FROM customers GROUP BY 1`)
+	require.NoError(t, err)
+	got := map[string]int64{}
+	var st string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&st, &n}, func() error { got[st] = n; return nil })
+	require.NoError(t, err)
+	return got
+}
+
+// waitSynced waits until want customers are synced and none is pending.
+func (p *pipeline) waitSynced(t *testing.T, want int64, within time.Duration) {
+	t.Helper()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		got := p.counts(t)
+		assert.Equal(c, want, got["synced"], "synced (all: %v)", got)
+		assert.Zero(c, got["pending"], "pending (all: %v)", got)
+	}, within, 200*time.Millisecond)
+}
+
+const seeds = "../../shared/data/seeds"
+
+func seed(t *testing.T, name string) string {
+	t.Helper()
+	path := filepath.Join(seeds, name)
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("seed file %s: %v", path, err)
+		}
+		t.Skipf("seed file %s not here: %v", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	require.NoError(t, err)
+	return abs
+}
+
+// TestSeedImports imports each real sample export with two consumers and a
+// CRM failing 10% of calls, and checks the counts its README gives.
+func TestSeedImports(t *testing.T) {
+	cases := []struct {
+		file     string
+		args     []string
+		rows     int64
+		rejected int64
+		distinct int64
+	}{
+		{"mock_data_1000_header.csv", nil, 1002, 0, 1002},
+		{"mock_bad_data_noheader.csv", []string{"--columns", "id,first_name,last_name,email,phone"}, 5, 1, 3},
+		{"name_email_example_noheader.csv", []string{"--columns", "name,email"}, 7, 0, 6},
+		{"name_email_10000_noheader.csv", nil, 10000, 0, 10000},
+		{"name_email_11273_dups_noheader.csv", []string{"--columns", "name,email"}, 11273, 0, 11000},
+	}
+	for _, tc := range cases {
+		t.Run(tc.file, func(t *testing.T) {
+			file := seed(t, tc.file)
+			p := newPipeline(t, "--fail-rate", "0.1", "--fail-after-create-rate", "0.05", "--latency", "1ms")
+			p.consumer(t, "c1")
+			p.consumer(t, "c2")
+			s := p.produce(t, file, tc.args...)
+			require.True(t, s.Complete, s.Error)
+			require.Equal(t, tc.rows, s.Rows)
+			require.Equal(t, tc.rejected, s.Rejected)
+			require.Equal(t, tc.rows-tc.rejected, s.Published)
+
+			p.waitSynced(t, tc.distinct, 3*time.Minute)
+			st := p.crmStats(t)
+			require.Equal(t, int(tc.distinct), st.Created, "CRM creations")
+			require.Equal(t, int(tc.distinct), st.Customers)
+			require.Empty(t, st.Duplicates, "customers created more than once")
+			require.Zero(t, st.Conflicts, "creations tried under a second key")
+			require.Positive(t, st.Failed, "the CRM was meant to fail some calls")
+		})
+	}
+}
+
+
