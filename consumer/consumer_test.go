@@ -87,17 +87,17 @@ func setup(t *testing.T, crmCfg crmmock.Config) *testBundle {
 }
 
 // start runs a consumer until the test ends (or stop is called).
-func (b *testBundle) start(t *testing.T, extra ...string) (stop func() error, logs *syncBuffer) {
+func (b *testBundle) start(t *testing.T, extra ...string) (func() error, *syncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	logs = &syncBuffer{}
+	logs := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, extra, func(k string) string { return b.env[k] }, &syncBuffer{}, logs)
 	}()
 	var once sync.Once
 	var err error
-	stop = func() error {
+	stop := func() error {
 		once.Do(func() {
 			cancel()
 			err = <-done

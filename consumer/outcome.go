@@ -20,10 +20,10 @@ const (
 type outcomeKind int
 
 const (
-	outcomeNone      outcomeKind = iota // not decided (yet)
-	outcomeAck                          // done: synced now, or already
-	outcomeRetry                        // a copy waits in a retry queue
-	outcomeDead                         // given up: a copy goes to the dead-letter queue
+	outcomeNone  outcomeKind = iota // not decided (yet)
+	outcomeAck                      // done: synced now, or already
+	outcomeRetry                    // a copy waits in a retry queue
+	outcomeDead                     // given up: a copy goes to the dead-letter queue
 )
 
 // outcome is what a delivery comes to. Every error becomes one here, in

@@ -58,7 +58,7 @@ func (w *worker) run(ctx context.Context) error {
 		connectedOnce = connectedOnce || connected
 		if ctx.Err() != nil {
 			w.logger.Info("stopped")
-			return nil
+			return nil //nolint:nilerr // asked to stop: the session's error is the stop itself
 		}
 		if errors.Is(err, errFatal) {
 			return err
@@ -148,9 +148,9 @@ func (w *worker) session(ctx context.Context) (connected bool, err error) {
 
 var errDeliveriesClosed = errors.New("delivery channel closed")
 
-// collect takes up to max deliveries: it waits for the first as long as
+// collect takes up to limit deliveries: it waits for the first as long as
 // needed, then up to wait for the rest.
-func collect(ctx context.Context, deliveries <-chan amqp.Delivery, max int, wait time.Duration) ([]amqp.Delivery, error) {
+func collect(ctx context.Context, deliveries <-chan amqp.Delivery, limit int, wait time.Duration) ([]amqp.Delivery, error) {
 	var batch []amqp.Delivery
 	select {
 	case d, ok := <-deliveries:
@@ -163,7 +163,7 @@ func collect(ctx context.Context, deliveries <-chan amqp.Delivery, max int, wait
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	for len(batch) < max {
+	for len(batch) < limit {
 		select {
 		case d, ok := <-deliveries:
 			if !ok {
@@ -350,7 +350,7 @@ func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]p
 			attempts := claims[it.c.Email].Attempts
 			res, err := w.createCustomer(ctx, it.c)
 			if ctx.Err() != nil {
-				return nil // shutdown: no outcome, the lease is released
+				return nil //nolint:nilerr // shutdown: no outcome; handle releases the lease
 			}
 			it.out = classify(res, err, attempts, w.cfg.MaxAttempts)
 			return nil

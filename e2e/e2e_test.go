@@ -38,11 +38,13 @@ var (
 func binaries(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "custimport-e2e-bin")
+		// Shared by every test of the run, so not t.TempDir(); TestMain
+		// removes it.
+		binDir, buildErr = os.MkdirTemp("", "custimport-e2e-bin") //nolint:usetesting // outlives the test that builds it
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator), "../producer", "../consumer", "../mockcrm")
+		cmd := exec.CommandContext(t.Context(), "go", "build", "-o", binDir+string(os.PathSeparator), "../producer", "../consumer", "../mockcrm")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
@@ -53,16 +55,15 @@ func binaries(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	m.Run()
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
 	}
-	os.Exit(code)
 }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
@@ -74,7 +75,8 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	out  *lockedBuffer
-	done chan error
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
 }
 
 type lockedBuffer struct {
@@ -96,13 +98,18 @@ func (l *lockedBuffer) String() string {
 
 func start(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binaries(t), name), args...)
+	// Not t.Context(): it ends before the cleanups, and the processes must
+	// be stopped gracefully by them.
+	cmd := exec.CommandContext(context.WithoutCancel(t.Context()), filepath.Join(binaries(t), name), args...)
 	cmd.Env = append(os.Environ(), env...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
-	p := &proc{name: name, cmd: cmd, out: out, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
+	p := &proc{name: name, cmd: cmd, out: out, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		p.stop(t)
 		if t.Failed() {
@@ -122,12 +129,17 @@ func tail(s string, n int) string {
 // stop sends SIGTERM and waits; a process that does not stop is killed.
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
-	if p.cmd.ProcessState != nil {
+	select {
+	case <-p.done:
 		return
+	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
+		if p.err != nil {
+			t.Errorf("%s exited with %v after SIGTERM", p.name, p.err)
+		}
 	case <-time.After(30 * time.Second):
 		_ = p.cmd.Process.Kill()
 		<-p.done
@@ -191,8 +203,10 @@ type summary struct {
 func (p *pipeline) produce(t *testing.T, file string, args ...string) summary {
 	t.Helper()
 	dir := t.TempDir()
-	all := append([]string{"--file", file, "--parallel", "2",
-		"--rejects", filepath.Join(dir, "rejects.csv"), "--checkpoint", filepath.Join(dir, "checkpoint")}, args...)
+	all := append([]string{
+		"--file", file, "--parallel", "2",
+		"--rejects", filepath.Join(dir, "rejects.csv"), "--checkpoint", filepath.Join(dir, "checkpoint"),
+	}, args...)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binaries(t), "producer"), all...)
@@ -291,9 +305,9 @@ func TestSeedImports(t *testing.T) {
 			require.Equal(t, int(tc.distinct), st.Customers)
 			require.Empty(t, st.Duplicates, "customers created more than once")
 			require.Zero(t, st.Conflicts, "creations tried under a second key")
-			require.Positive(t, st.Failed, "the CRM was meant to fail some calls")
+			if tc.distinct >= 1000 { // 10% of that many calls cannot all succeed but by a fluke of 1e-45
+				require.Positive(t, st.Failed, "the CRM was meant to fail some calls")
+			}
 		})
 	}
 }
-
-

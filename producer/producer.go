@@ -168,7 +168,6 @@ func produce(ctx context.Context, cfg Config, logger *slog.Logger) (*Summary, er
 	return sum, err
 }
 
-
 // startPosition decides where reading starts: the checkpoint's mark with
 // --resume, the first row otherwise. done reports a checkpoint of a run that
 // already completed.
@@ -207,12 +206,16 @@ func (p *producer) pipeline(ctx context.Context, src *csvsource.Reader) error {
 			return fmt.Errorf("%w: is RabbitMQ running? (make infra)", err)
 		}
 		defer conn.Close()
+		defer func() {
+			for _, pub := range pubs {
+				_ = pub.Close() // the connection's close would close it too
+			}
+		}()
 		for range p.cfg.Parallel {
 			pub, err := rabbit.NewPublisher(conn)
 			if err != nil {
 				return err
 			}
-			defer pub.Close() //nolint:errcheck // closing the connection closes it too
 			pubs = append(pubs, pub)
 		}
 		if err := p.top.Declare(pubs[0].Channel()); err != nil {
@@ -416,8 +419,10 @@ func (p *producer) checkpointer(stop <-chan struct{}) error {
 func (p *producer) logProgress(elapsed time.Duration) {
 	rows, bytes := p.rows.Load(), p.bytes.Load()
 	rate := float64(rows) / elapsed.Seconds()
-	attrs := []any{"rows", rows, "published", p.published.Load(), "rejected", p.rej.total(),
-		"bytes", bytes, "rows_per_second", int64(rate)}
+	attrs := []any{
+		"rows", rows, "published", p.published.Load(), "rejected", p.rej.total(),
+		"bytes", bytes, "rows_per_second", int64(rate),
+	}
 	if p.size > 0 && bytes > 0 {
 		pct := float64(bytes) / float64(p.size)
 		attrs = append(attrs, "percent", fmt.Sprintf("%.1f", 100*pct))

@@ -50,7 +50,8 @@ func TestInsertNewInsertsOnce(t *testing.T) {
 	t.Parallel()
 	s := open(t)
 	batch := []customer.Customer{
-		{Email: "b@x.com", Name: "B"}, {Email: "a@x.com", Name: "A", Attributes: map[string]string{"id": "1"}},
+		{Email: "b@x.com", Name: "B"},
+		{Email: "a@x.com", Name: "A", Attributes: map[string]string{"id": "1"}},
 		{Email: "a@x.com", Name: "A again"},
 	}
 	ins, err := s.InsertNew(t.Context(), batch)

@@ -63,7 +63,9 @@ func answers(rawURL, defaultPort string) bool {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), defaultPort)
 	}
-	conn, err := net.DialTimeout("tcp", host, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", host)
 	if err != nil {
 		return false
 	}
