@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -16,8 +19,13 @@ const summary = `consumer takes customers off RabbitMQ, stores each once in Post
 creates each once in the CRM. Run as many consumers as you like, on any hosts.
 
 Usage:
-  consumer [flags]            consume until SIGINT or SIGTERM
-  consumer migrate [flags]    apply the database migrations, then exit`
+  consumer [flags]            consume until SIGINT or SIGTERM; serves /metrics,
+                              /healthz and /readyz on --http-addr
+  consumer migrate [flags]    apply the database migrations, then exit
+  consumer status [--json]    print queue depths and customers per CRM state
+  consumer replay [--reason R] [--limit N]
+                              move dead letters back to the work queue (after a fix),
+                              their customers back to pending; says how many`
 
 // Config is everything a consumer is told. Field comments give defaults.
 type Config struct {
@@ -45,6 +53,12 @@ type Config struct {
 	// marked failed and dead-lettered. Default: one more than the retry
 	// delays.
 	MaxAttempts int
+	// CircuitFailures is how many transient CRM failures in a row open the
+	// circuit. Default 10.
+	CircuitFailures int
+	// CircuitOpen is how long the circuit stays open before a probe.
+	// Default 5s.
+	CircuitOpen time.Duration
 	// Lease is how long a worker holds the right to call the CRM for a
 	// customer; it must outlast a batch's CRM calls. Default 2m.
 	Lease time.Duration
@@ -61,11 +75,26 @@ type Config struct {
 	QueuePrefix   string
 	RetryDelays   []time.Duration
 	DeliveryLimit int
+	// ReplayReason and ReplayLimit select the dead letters `consumer replay`
+	// moves back: all of them by default.
+	ReplayReason string
+	ReplayLimit  int
 	// Name identifies this consumer in leases, dead letters and the
 	// management UI. Default host-pid.
 	Name string
 	// LogFormat is text or json; LogLevel debug, info, warn or error.
 	LogFormat, LogLevel string
+	// HTTPAddr is where /metrics, /healthz and /readyz are served; empty
+	// serves nothing. Default 127.0.0.1:9090 (":9090" in compose).
+	HTTPAddr string
+	// ManagementURL is the RabbitMQ management API that `status` reads
+	// queue depths from, credentials included; when it does not answer,
+	// status falls back to AMQP. Default http://guest:guest@localhost:15672.
+	ManagementURL string
+	// JSON makes `status` print one JSON object instead of tables.
+	JSON bool
+	// Version prints the version and exits.
+	Version bool
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -82,6 +111,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Int(&c.Prefetch, "prefetch", "CONSUMER_PREFETCH", 256, "deliveries held at once; also the batch size")
 	s.Duration(&c.BatchWait, "batch-wait", "CONSUMER_BATCH_WAIT", 50*time.Millisecond, "how long a batch waits to fill after its first delivery")
 	s.Int(&c.MaxAttempts, "max-attempts", "CONSUMER_MAX_ATTEMPTS", 0, "CRM attempts per customer before it is dead-lettered (default: retry delays + 1)")
+	s.Int(&c.CircuitFailures, "circuit-failures", "CONSUMER_CIRCUIT_FAILURES", 10, "transient CRM failures in a row that open the circuit (deliveries wait, no attempts burned)")
+	s.Duration(&c.CircuitOpen, "circuit-open", "CONSUMER_CIRCUIT_OPEN", 5*time.Second, "how long the CRM circuit stays open before a probe")
 	s.Duration(&c.Lease, "lease", "CONSUMER_LEASE", 2*time.Minute, "how long a consumer holds a customer while calling the CRM")
 	s.Duration(&c.ConnectTimeout, "connect-timeout", "CONSUMER_CONNECT_TIMEOUT", 30*time.Second, "how long to try the first connection to RabbitMQ and PostgreSQL")
 	s.Duration(&c.ReconnectMax, "reconnect-max", "CONSUMER_RECONNECT_MAX", 30*time.Second, "longest wait between reconnection attempts")
@@ -89,11 +120,20 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", defTop.Prefix, "prefix of the exchange and queue names")
 	s.Durations(&c.RetryDelays, "retry-delays", "RETRY_DELAYS", defTop.RetryDelays, "backoff steps of the retry queues (must match the producer's)")
 	s.Int(&c.DeliveryLimit, "delivery-limit", "DELIVERY_LIMIT", defTop.DeliveryLimit, "deliveries of one message before the broker dead-letters it (must match the producer's)")
+	s.String(&c.ReplayReason, "reason", "REPLAY_REASON", "", "replay only: move only dead letters with this reason (crm_attempts_exhausted, crm_rejected, invalid_message, database_rejected, delivery_limit)")
+	s.Int(&c.ReplayLimit, "limit", "REPLAY_LIMIT", 0, "replay only: move at most this many dead letters (0: all)")
 	s.String(&c.Name, "name", "CONSUMER_NAME", "", "this consumer's name in leases and logs (default host-pid)")
 	s.String(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: "+logging.Formats)
 	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	s.String(&c.HTTPAddr, "http-addr", "CONSUMER_HTTP_ADDR", "127.0.0.1:9090", "`address` of /metrics, /healthz and /readyz (empty: none)")
+	s.String(&c.ManagementURL, "management-url", "RABBITMQ_MANAGEMENT_URL", "http://guest:guest@localhost:15672", "RabbitMQ management API `URL` for status (falls back to AMQP when unreachable)")
+	s.Bool(&c.JSON, "json", "", false, "status: print JSON instead of tables")
+	s.Bool(&c.Version, "version", "", false, "print the version and exit")
 	if err := s.Parse(args); err != nil {
 		return Config{}, err
+	}
+	if c.Version {
+		return c, nil
 	}
 	if rest := s.FlagSet().Args(); len(rest) > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q (flags go after the subcommand)", rest[0])
@@ -111,7 +151,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 func (c Config) validate() error {
 	positive := map[string]time.Duration{
 		"--crm-timeout": c.CRMTimeout, "--batch-wait": c.BatchWait, "--lease": c.Lease,
-		"--connect-timeout": c.ConnectTimeout, "--reconnect-max": c.ReconnectMax, "--shutdown-timeout": c.ShutdownTimeout,
+		"--connect-timeout": c.ConnectTimeout, "--circuit-open": c.CircuitOpen, "--reconnect-max": c.ReconnectMax, "--shutdown-timeout": c.ShutdownTimeout,
 	}
 	for name, d := range positive {
 		if d <= 0 {
@@ -125,12 +165,22 @@ func (c Config) validate() error {
 		return fmt.Errorf("--crm-concurrency %d: want 1 or more", c.CRMConcurrency)
 	case c.DBMaxConns < 2:
 		return fmt.Errorf("--db-max-conns %d: want 2 or more", c.DBMaxConns)
+	case c.CircuitFailures < 1:
+		return fmt.Errorf("--circuit-failures %d: want 1 or more", c.CircuitFailures)
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("--max-attempts %d: want 1 or more", c.MaxAttempts)
 	case c.DeliveryLimit < 1:
 		return fmt.Errorf("--delivery-limit %d: want 1 or more", c.DeliveryLimit)
 	case c.Lease <= c.CRMTimeout:
 		return fmt.Errorf("--lease %s must be longer than --crm-timeout %s, or a slow call could outlive its lease", c.Lease, c.CRMTimeout)
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			return fmt.Errorf("--http-addr %q: want host:port, :port, or empty for none: %w", c.HTTPAddr, err)
+		}
+	}
+	if u, err := url.Parse(c.ManagementURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("--management-url: want an http(s) URL such as http://guest:guest@localhost:15672")
 	}
 	return nil
 }

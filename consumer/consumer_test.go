@@ -81,6 +81,7 @@ func setup(t *testing.T, crmCfg crmmock.Config) *testBundle {
 			"CONSUMER_LEASE":         "10s",
 			"CONSUMER_RECONNECT_MAX": "1s",
 			"LOG_LEVEL":              "debug",
+			"CONSUMER_HTTP_ADDR":     "127.0.0.1:0", // parallel consumers, one port each
 		},
 		top: top, db: db, store: store, crm: mock, conn: conn, pub: pub,
 	}
@@ -181,11 +182,12 @@ func TestConsumerStoresAndCreatesEachCustomerOnce(t *testing.T) {
 	stop, _ := b.start(t)
 
 	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 250, pgstore.StatePending: 0})
+	require.Eventually(t, func() bool { return b.queueDepth(t, b.top.Queue()) == 0 }, 10*time.Second, 20*time.Millisecond,
+		"the duplicates must be acked too")
 	require.NoError(t, stop())
 	st := b.crm.Stats()
 	require.Equal(t, 250, st.Created)
 	require.Empty(t, st.Duplicates)
-	require.Equal(t, 0, b.queueDepth(t, b.top.Queue()))
 	require.Empty(t, b.deadLetters(t))
 }
 

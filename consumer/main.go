@@ -12,7 +12,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/custimport/custimport/libs/buildinfo"
 )
+
+// version is stamped by release builds: -ldflags "-X main.version=v1.2.3".
+var version = buildinfo.Dev
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

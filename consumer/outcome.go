@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"net/http"
 	"sync"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/custimport/custimport/libs/crm"
 	"github.com/custimport/custimport/libs/pgstore"
@@ -117,4 +122,39 @@ func (g *gate) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
+}
+
+// newBreaker opens the CRM circuit after CircuitFailures transient failures in
+// a row: calls stop, deliveries wait in the queue, and no attempt is burned.
+// After CircuitOpen one call probes; its success closes the circuit. A
+// permanent refusal or a 429 is the CRM answering, not failing.
+func newBreaker(cfg Config, logger *slog.Logger) *gobreaker.CircuitBreaker[crm.Result] {
+	return gobreaker.NewCircuitBreaker[crm.Result](gobreaker.Settings{
+		Name:        "crm",
+		MaxRequests: 1,
+		Timeout:     cfg.CircuitOpen,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(cfg.CircuitFailures) }, //nolint:gosec // validated positive
+		IsSuccessful: func(err error) bool {
+			return err == nil || crm.IsPermanent(err) || isRateLimited(err)
+		},
+		IsExcluded: func(err error) bool {
+			return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+		},
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			switch to {
+			case gobreaker.StateOpen:
+				logger.Warn("CRM circuit open: holding deliveries until a probe succeeds", "from", from.String(), "probe_in", cfg.CircuitOpen.String())
+			case gobreaker.StateHalfOpen:
+				logger.Info("CRM circuit half-open: probing")
+			case gobreaker.StateClosed:
+				logger.Info("CRM circuit closed: calls resume")
+			}
+		},
+	})
+}
+
+// isRateLimited reports a 429: the CRM is up and asks us to slow down.
+func isRateLimited(err error) bool {
+	se, ok := errors.AsType[*crm.StatusError](err)
+	return ok && se.Status == http.StatusTooManyRequests
 }

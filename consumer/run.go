@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/custimport/custimport/libs/buildinfo"
 	"github.com/custimport/custimport/libs/crm"
 	"github.com/custimport/custimport/libs/logging"
 	"github.com/custimport/custimport/libs/pgstore"
@@ -22,6 +23,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if cfg.Version {
+		_, err := fmt.Fprintln(stdout, buildinfo.String("consumer", version))
+		return err
+	}
 	logger, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		return err
@@ -31,8 +36,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return consume(ctx, cfg, logger)
 	case "migrate":
 		return migrate(ctx, cfg, logger, stdout)
+	case "replay":
+		return replay(ctx, cfg, logger, stdout)
+	case "status":
+		return status(ctx, cfg, logger, stdout)
 	default:
-		return fmt.Errorf("unknown command %q: want migrate, or no command to consume", cmd)
+		return fmt.Errorf("unknown command %q: want migrate, status, replay, or no command to consume", cmd)
 	}
 }
 
@@ -69,6 +78,15 @@ func consume(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("--crm-url: %w", err)
 	}
 	w := newWorker(cfg, logger, store, client)
+	if cfg.HTTPAddr != "" {
+		// Served until the worker has stopped, so that the last scrape sees
+		// the shutdown and /readyz says no while in-flight work finishes.
+		stopHTTP, err := serveHTTP(ctx, cfg.HTTPAddr, newHTTPHandler(w.metrics, store.Ping), logger)
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+	}
 	return w.run(ctx)
 }
 

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/custimport/custimport/libs/crm"
@@ -29,16 +31,25 @@ import (
 //   - The CRM is called only for a pending customer, only under this
 //     worker's lease, always with the customer's idempotency key.
 type worker struct {
-	cfg    Config
-	logger *slog.Logger
-	store  *pgstore.Store
-	crm    *crm.Client
-	top    rabbit.Topology
-	gate   *gate
+	cfg     Config
+	logger  *slog.Logger
+	store   *pgstore.Store
+	crm     *crm.Client
+	top     rabbit.Topology
+	gate    *gate
+	breaker *gobreaker.CircuitBreaker[crm.Result]
+	// crashAt, set only by fault-injection tests, may stop a batch dead at
+	// a named point by returning an error.
+	crashAt func(point string) error
+	// metrics feeds /metrics and /readyz; nil-safe.
+	metrics *metrics
 }
 
 func newWorker(cfg Config, logger *slog.Logger, store *pgstore.Store, client *crm.Client) *worker {
-	return &worker{cfg: cfg, logger: logger, store: store, crm: client, top: cfg.topology(), gate: &gate{}}
+	w := &worker{cfg: cfg, logger: logger, store: store, crm: client, top: cfg.topology(), gate: &gate{}, metrics: newMetrics()}
+	w.breaker = newBreaker(cfg, logger)
+	w.metrics.watchCircuit(func() bool { return w.breaker.State() == gobreaker.StateOpen })
+	return w
 }
 
 // errFatal marks errors that reconnecting cannot cure.
@@ -112,6 +123,8 @@ func (w *worker) session(ctx context.Context) (connected bool, err error) {
 	}
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	w.logger.Info("consuming", "queue", w.top.Queue(), "prefetch", w.cfg.Prefetch, "amqp", rabbit.Redact(w.cfg.AMQPURL))
+	w.metrics.setConsuming(true)
+	defer w.metrics.setConsuming(false)
 
 	// In-flight work outlives the signal by at most the shutdown timeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -206,6 +219,8 @@ type item struct {
 }
 
 func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, batch []amqp.Delivery) error {
+	w.metrics.batchStarted(len(batch))
+	defer w.metrics.batchEnded(len(batch))
 	items := make([]*item, len(batch))
 	byEmail := map[string][]*item{}
 	var valid []customer.Customer
@@ -227,55 +242,21 @@ func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, batch []amqp
 	if err := w.insert(ctx, valid, byEmail); err != nil {
 		return err
 	}
+	if err := w.crashPoint("after-insert"); err != nil {
+		return err
+	}
 	emails := make([]string, 0, len(byEmail))
 	for e, its := range byEmail {
 		if its[0].out.kind == outcomeNone {
 			emails = append(emails, e)
 		}
 	}
-	var claims map[string]pgstore.Claim
-	if len(emails) > 0 {
-		var err error
-		claims, err = withDB(ctx, w, "lease", func(ctx context.Context) (map[string]pgstore.Claim, error) {
-			return w.store.Lease(ctx, emails, w.cfg.Name, w.cfg.Lease)
-		})
-		if err != nil {
-			return fmt.Errorf("lease customers: %w", err)
-		}
+	settle, err := w.drive(ctx, emails, byEmail)
+	if err != nil {
+		return err
 	}
-
-	// Decide each customer; call the CRM for those this worker leased.
-	var settle []pgstore.Outcome
-	var calls []*item
-	for _, e := range emails {
-		first := byEmail[e][0]
-		cl, found := claims[e]
-		switch {
-		case found && cl.Leased:
-			calls = append(calls, first)
-		case found && cl.State != pgstore.StatePending:
-			first.out = ack("duplicate: customer already " + string(cl.State))
-		default:
-			// Another worker holds the lease (or took it this instant). It
-			// may die before finishing, so this copy waits in the first
-			// retry queue and looks again, rather than being dropped.
-			first.out = waitLease()
-		}
-	}
-	w.callCRM(ctx, calls, claims)
-	for _, it := range calls {
-		if it.out.kind == outcomeNone {
-			// Shutdown cut the calls short: hand the whole batch back
-			// (nothing is acked) and release the leases so that its
-			// redelivery need not wait for them to expire.
-			release := make([]pgstore.Outcome, len(calls))
-			for i, c := range calls {
-				release[i] = pgstore.Outcome{Email: c.c.Email}
-			}
-			w.releaseOnError(release)
-			return fmt.Errorf("CRM calls interrupted: %w", context.Cause(ctx))
-		}
-		settle = append(settle, it.out.settle(it.c.Email))
+	if err := w.crashPoint("after-crm"); err != nil {
+		return err
 	}
 
 	// Dead letters and retry copies are confirmed before anything is
@@ -299,12 +280,95 @@ func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, batch []amqp
 			return fmt.Errorf("settle customers: %w", err)
 		}
 	}
+	if err := w.crashPoint("after-settle"); err != nil {
+		return err
+	}
 	w.log(items)
+	w.metrics.outcomes(items)
 	// Every delivery of the batch has its outcome: ack them all at once.
 	if err := batch[len(batch)-1].Ack(true); err != nil {
 		return fmt.Errorf("ack batch of %d: %w", len(batch), err)
 	}
 	return nil
+}
+
+// crashPoint lets fault-injection tests stop a batch dead at a named point,
+// as a killed process would: nothing released, nothing acked.
+func (w *worker) crashPoint(point string) error {
+	if w.crashAt == nil {
+		return nil
+	}
+	return w.crashAt(point)
+}
+
+// drive leases the customers among emails and calls the CRM for each until
+// every one has an outcome. While the circuit is open it waits, holding the
+// batch: no lease is taken and no attempt counted; calls the circuit or a
+// Retry-After kept from being made give their lease and attempt back and are
+// tried again.
+func (w *worker) drive(ctx context.Context, emails []string, byEmail map[string][]*item) ([]pgstore.Outcome, error) {
+	var settle []pgstore.Outcome
+	for len(emails) > 0 {
+		if err := w.waitCircuit(ctx); err != nil {
+			w.releaseOnError(settle)
+			return nil, err
+		}
+		claims, err := withDB(ctx, w, "lease", func(ctx context.Context) (map[string]pgstore.Claim, error) {
+			return w.store.Lease(ctx, emails, w.cfg.Name, w.cfg.Lease)
+		})
+		if err != nil {
+			w.releaseOnError(settle)
+			return nil, fmt.Errorf("lease customers: %w", err)
+		}
+		var calls []*item
+		for _, e := range emails {
+			first := byEmail[e][0]
+			cl, found := claims[e]
+			switch {
+			case found && cl.Leased:
+				calls = append(calls, first)
+			case found && cl.State != pgstore.StatePending:
+				first.out = ack("duplicate: customer already " + string(cl.State))
+			default:
+				// Another worker holds the lease (or took it this instant). It
+				// may die before finishing, so this copy waits in the first
+				// retry queue and looks again, rather than being dropped.
+				first.out = waitLease()
+			}
+		}
+		deferred := w.callCRM(ctx, calls, claims)
+		var interrupted bool
+		for _, it := range calls {
+			if it.out.kind == outcomeNone {
+				interrupted = interrupted || ctx.Err() != nil
+				continue
+			}
+			settle = append(settle, it.out.settle(it.c.Email))
+		}
+		if interrupted {
+			// Shutdown cut the calls short: hand the whole batch back
+			// (nothing is acked) and release every lease so that its
+			// redelivery need not wait for them to expire.
+			for _, it := range calls {
+				settle = append(settle, pgstore.Outcome{Email: it.c.Email})
+			}
+			w.releaseOnError(settle)
+			return nil, fmt.Errorf("CRM calls interrupted: %w", context.Cause(ctx))
+		}
+		emails = emails[:0]
+		for _, it := range deferred {
+			emails = append(emails, it.c.Email)
+		}
+		if len(emails) > 0 {
+			if _, err := withDB(ctx, w, "release", func(ctx context.Context) (struct{}, error) {
+				return struct{}{}, w.store.Release(ctx, w.cfg.Name, emails)
+			}); err != nil {
+				w.releaseOnError(settle)
+				return nil, fmt.Errorf("release customers: %w", err)
+			}
+		}
+	}
+	return settle, nil
 }
 
 // insert stores the batch's customers, once each. When Postgres refuses the
@@ -314,17 +378,18 @@ func (w *worker) insert(ctx context.Context, valid []customer.Customer, byEmail 
 	if len(valid) == 0 {
 		return nil
 	}
-	_, err := withDB(ctx, w, "insert", func(ctx context.Context) (pgstore.Inserted, error) {
+	ins, err := withDB(ctx, w, "insert", func(ctx context.Context) (pgstore.Inserted, error) {
 		return w.store.InsertNew(ctx, valid)
 	})
 	if err == nil {
+		w.metrics.stored(ins, deliveriesOf(byEmail))
 		return nil
 	}
 	if !pgstore.IsDataError(err) {
 		return fmt.Errorf("insert customers: %w", err)
 	}
 	for _, c := range valid {
-		_, err := withDB(ctx, w, "insert", func(ctx context.Context) (pgstore.Inserted, error) {
+		ins, err := withDB(ctx, w, "insert", func(ctx context.Context) (pgstore.Inserted, error) {
 			return w.store.InsertNew(ctx, []customer.Customer{c})
 		})
 		if pgstore.IsDataError(err) {
@@ -336,38 +401,68 @@ func (w *worker) insert(ctx context.Context, valid []customer.Customer, byEmail 
 		if err != nil {
 			return fmt.Errorf("insert customer: %w", err)
 		}
+		w.metrics.stored(ins, len(byEmail[c.Email]))
 	}
 	return nil
 }
 
 // callCRM calls the CRM for every leased customer, at most CRMConcurrency at
-// once, and records each outcome.
-func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]pgstore.Claim) {
-	var g errgroup.Group
+// once, through the circuit breaker, and records each outcome. It returns the
+// items it did not call: the circuit was open (or probing), or the CRM asked
+// to slow down.
+func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]pgstore.Claim) []*item {
+	var (
+		g        errgroup.Group
+		mu       sync.Mutex
+		deferred []*item
+	)
 	g.SetLimit(w.cfg.CRMConcurrency)
 	for _, it := range calls {
 		g.Go(func() error {
 			attempts := claims[it.c.Email].Attempts
-			res, err := w.createCustomer(ctx, it.c)
-			if ctx.Err() != nil {
-				return nil //nolint:nilerr // shutdown: no outcome; handle releases the lease
+			res, err := w.breaker.Execute(func() (crm.Result, error) { return w.createCustomer(ctx, it.c) })
+			switch {
+			case ctx.Err() != nil:
+				// shutdown: no outcome; drive releases the lease
+			case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests), isRateLimited(err):
+				mu.Lock()
+				deferred = append(deferred, it)
+				mu.Unlock()
+			default:
+				it.out = classify(res, err, attempts, w.cfg.MaxAttempts)
 			}
-			it.out = classify(res, err, attempts, w.cfg.MaxAttempts)
 			return nil
 		})
 	}
 	_ = g.Wait()
+	return deferred
+}
+
+// waitCircuit holds the batch while the CRM circuit is open. The breaker
+// moves to half-open on its own once the open period is over, and then lets
+// one call through as a probe.
+func (w *worker) waitCircuit(ctx context.Context) error {
+	for w.breaker.State() == gobreaker.StateOpen {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the CRM circuit to close: %w", context.Cause(ctx))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // createCustomer makes one CRM call, first waiting out any Retry-After the
-// CRM asked this process for.
+// CRM gave this process: a 429 slows every worker, not only the one told.
 func (w *worker) createCustomer(ctx context.Context, c customer.Customer) (crm.Result, error) {
 	if err := w.gate.wait(ctx); err != nil {
 		return crm.Result{}, err
 	}
+	started := time.Now()
 	res, err := w.crm.CreateCustomer(ctx, customer.IdempotencyKey(c.Email), crm.Customer{
 		Email: c.Email, Name: c.Name, FirstName: c.FirstName, LastName: c.LastName, Phone: c.Phone, Attributes: c.Attributes,
 	})
+	w.metrics.crmCall(res, err, time.Since(started))
 	if d, ok := crm.RetryAfter(err); ok {
 		w.gate.close(d)
 	}

@@ -26,6 +26,8 @@ type config struct {
 	LogLevel slog.Level
 	// Mock is the flakiness: fail rate 0.1 and latency 20ms by default.
 	Mock crmmock.Config
+	// Version prints the version and exits (--version; no variable).
+	Version bool
 }
 
 func defaultConfig() config {
@@ -83,11 +85,15 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 			}
 		}
 	}
+	fs.BoolVar(&cfg.Version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err
 		}
 		return cfg, fmt.Errorf("%w (see --help)", err)
+	}
+	if cfg.Version {
+		return cfg, nil
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
@@ -143,6 +149,7 @@ Flags:
 		}
 		fmt.Fprintf(&b, "  --%s\n        %s\n        env %s, default %s\n", o.name, o.usage, o.env, def)
 	}
+	b.WriteString("  --version\n        print the version and exit\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }

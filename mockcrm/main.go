@@ -18,8 +18,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/custimport/custimport/libs/buildinfo"
 	"github.com/custimport/custimport/libs/crm/crmmock"
 )
+
+// version is stamped by release builds: -ldflags "-X main.version=v1.2.3".
+var version = buildinfo.Dev
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -38,6 +42,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return writeUsage(stdout)
 	}
 	if err != nil {
+		return err
+	}
+	if cfg.Version {
+		_, err := fmt.Fprintln(stdout, buildinfo.String("mockcrm", version))
 		return err
 	}
 	logger := newLogger(cfg, stderr)

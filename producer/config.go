@@ -58,12 +58,24 @@ type Config struct {
 	// PublishRetries is how many times a nacked message is sent again
 	// before the run fails. Default 5.
 	PublishRetries int
+	// ReconnectTimeout is how long a lost broker connection is retried
+	// before the run stops (resumable). Default 2m.
+	ReconnectTimeout time.Duration
 	// CheckpointEvery is how often the checkpoint is saved. Default 1s.
 	CheckpointEvery time.Duration
 	// ProgressEvery is how often progress is logged. Default 5s.
 	ProgressEvery time.Duration
+	// Progress is auto (a bar when stderr is a terminal, log lines every
+	// ProgressEvery otherwise), bar or log. Default auto.
+	Progress string
 	// LogFormat is text or json; LogLevel debug, info, warn or error.
 	LogFormat, LogLevel string
+	// Version prints the version and exits.
+	Version bool
+
+	// progressTo is where the bar is drawn, nil for log lines; run
+	// decides it from Progress and what stderr is.
+	progressTo io.Writer
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -87,12 +99,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Durations(&c.RetryDelays, "retry-delays", "RETRY_DELAYS", defTop.RetryDelays, "backoff steps of the retry queues (must match the consumers')")
 	s.Int(&c.DeliveryLimit, "delivery-limit", "DELIVERY_LIMIT", defTop.DeliveryLimit, "deliveries of one message before the broker dead-letters it (must match the consumers')")
 	s.Int(&c.PublishRetries, "publish-retries", "PRODUCER_PUBLISH_RETRIES", 5, "times a message the broker refused is sent again")
+	s.Duration(&c.ReconnectTimeout, "reconnect-timeout", "PRODUCER_RECONNECT_TIMEOUT", 2*time.Minute, "how long to keep reconnecting to a lost broker before stopping (resumable)")
 	s.Duration(&c.CheckpointEvery, "checkpoint-every", "PRODUCER_CHECKPOINT_EVERY", time.Second, "how often the checkpoint is saved")
 	s.Duration(&c.ProgressEvery, "progress-every", "PRODUCER_PROGRESS_EVERY", 5*time.Second, "how often progress is logged")
 	s.String(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: "+logging.Formats)
 	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	s.String(&c.Progress, "progress", "PRODUCER_PROGRESS", progressAuto, "progress on stderr: auto (a bar on a terminal, log lines otherwise), bar or log")
+	s.Bool(&c.Version, "version", "", false, "print the version and exit")
 	if err := s.Parse(args); err != nil {
 		return Config{}, err
+	}
+	if c.Version {
+		return c, nil
 	}
 	if rest := s.FlagSet().Args(); len(rest) > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q: the file is given with --file", rest[0])
@@ -120,12 +138,18 @@ func (c Config) validate() error {
 		return fmt.Errorf("--window %d: want 1 to 65535 unconfirmed messages", c.Window)
 	case c.PublishRetries < 0:
 		return fmt.Errorf("--publish-retries %d: want 0 or more", c.PublishRetries)
+	case c.ReconnectTimeout <= 0:
+		return fmt.Errorf("--reconnect-timeout %s: want a positive duration", c.ReconnectTimeout)
 	case c.CheckpointEvery <= 0:
 		return fmt.Errorf("--checkpoint-every %s: want a positive duration", c.CheckpointEvery)
 	case c.ProgressEvery <= 0:
 		return fmt.Errorf("--progress-every %s: want a positive duration", c.ProgressEvery)
+	case c.Progress != progressAuto && c.Progress != progressBar && c.Progress != progressLog:
+		return fmt.Errorf("--progress %q: want auto, bar or log", c.Progress)
 	case c.DeliveryLimit < 1:
 		return fmt.Errorf("--delivery-limit %d: want 1 or more", c.DeliveryLimit)
+	case c.Header != csvsource.HeaderAuto && c.Header != csvsource.HeaderYes && c.Header != csvsource.HeaderNo:
+		return fmt.Errorf("--header %q: want auto, yes or no", c.Header)
 	case c.Rejects == c.File:
 		return errors.New("--rejects must not be the input file")
 	}

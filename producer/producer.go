@@ -17,6 +17,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/custimport/custimport/libs/buildinfo"
 	"github.com/custimport/custimport/libs/csvsource"
 	"github.com/custimport/custimport/libs/customer"
 	"github.com/custimport/custimport/libs/logging"
@@ -28,6 +29,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if cfg.Version {
+		_, err := fmt.Fprintln(stdout, buildinfo.String("producer", version))
+		return err
+	}
+	cfg.progressTo = progressWriter(cfg.Progress, stderr)
 	logger, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		return err
@@ -199,28 +205,16 @@ func startPosition(cfg Config, fp string, logger *slog.Logger) (csvsource.Positi
 }
 
 func (p *producer) pipeline(ctx context.Context, src *csvsource.Reader) error {
-	var pubs []*rabbit.Publisher
+	conns := &connector{url: p.cfg.AMQPURL, name: "producer " + p.source, top: p.top, timeout: p.cfg.ReconnectTimeout, logger: p.logger}
+	defer conns.close()
 	if !p.cfg.DryRun {
-		conn, err := rabbit.Dial(ctx, p.cfg.AMQPURL, "producer "+p.source)
+		// Connect before reading, so that a broker that is not there is
+		// said at once.
+		pub, err := conns.publisher(ctx)
 		if err != nil {
-			return fmt.Errorf("%w: is RabbitMQ running? (make infra)", err)
-		}
-		defer conn.Close()
-		defer func() {
-			for _, pub := range pubs {
-				_ = pub.Close() // the connection's close would close it too
-			}
-		}()
-		for range p.cfg.Parallel {
-			pub, err := rabbit.NewPublisher(conn)
-			if err != nil {
-				return err
-			}
-			pubs = append(pubs, pub)
-		}
-		if err := p.top.Declare(pubs[0].Channel()); err != nil {
 			return err
 		}
+		_ = pub.Close()
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -238,13 +232,18 @@ func (p *producer) pipeline(ctx context.Context, src *csvsource.Reader) error {
 			return nil
 		})
 	}
-	for _, pub := range pubs {
-		g.Go(func() error { return p.publish(gctx, pub, jobs) })
+	if !p.cfg.DryRun {
+		for range p.cfg.Parallel {
+			g.Go(func() error { return p.publish(gctx, conns, jobs) })
+		}
 	}
 
 	stop := make(chan struct{})
 	var bg errgroup.Group
 	bg.Go(func() error { return p.checkpointer(stop) })
+	if p.cfg.progressTo != nil {
+		bg.Go(func() error { p.drawProgress(p.cfg.progressTo, stop); return nil })
+	}
 	err := g.Wait()
 	close(stop)
 	if berr := bg.Wait(); err == nil {
@@ -332,30 +331,78 @@ type pending struct {
 }
 
 // publish sends jobs on one channel, keeping at most Window of them
-// unconfirmed. A row is done only when the broker confirmed it; a nacked row
-// is sent again.
-func (p *producer) publish(ctx context.Context, pub *rabbit.Publisher, jobs <-chan job) error {
+// unconfirmed. A row is done only when the broker confirmed it. A row the
+// broker refused is sent again; when the channel or connection is lost, the
+// broker's answers for the unconfirmed rows are lost with it, so all of them
+// are sent again on a new channel (some may be stored twice: consumers treat
+// that as a duplicate).
+func (p *producer) publish(ctx context.Context, conns *connector, jobs <-chan job) error {
+	pub, err := conns.publisher(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = pub.Close() }()
 	window := make([]pending, 0, p.cfg.Window)
+
+	// resend moves every unconfirmed row to a new channel.
+	resend := func(cause error) error {
+		all := slices.Clone(window)
+		p.logger.Warn("publishing channel lost; sending unconfirmed rows again on a new one", "rows", len(all), "error", cause)
+		for {
+			_ = pub.Close()
+			np, err := conns.publisher(ctx)
+			if err != nil {
+				return fmt.Errorf("%w (lost with %d unconfirmed rows: %w)", err, len(all), cause)
+			}
+			pub = np
+			window = window[:0]
+			sent := true
+			for _, pd := range all {
+				dc, err := pub.Publish(ctx, p.top.Exchange(), rabbit.ImportKey, pd.msg)
+				if err != nil {
+					sent = false
+					break
+				}
+				pd.dc = dc
+				window = append(window, pd)
+			}
+			if sent {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+		}
+	}
 	send := func(pd pending) error {
 		dc, err := pub.Publish(ctx, p.top.Exchange(), rabbit.ImportKey, pd.msg)
 		if err != nil {
-			return fmt.Errorf("publish row %d: %w", pd.row, err)
+			if ctx.Err() != nil || !pub.Channel().IsClosed() {
+				return fmt.Errorf("publish row %d: %w", pd.row, err)
+			}
+			window = append(window, pd)
+			return resend(err)
 		}
 		pd.dc = dc
 		window = append(window, pd)
 		return nil
 	}
-	// settle waits for the oldest unconfirmed message.
+	// settle waits for the oldest unconfirmed row.
 	settle := func() error {
 		pd := window[0]
-		window = window[1:]
 		err := pub.Wait(ctx, pd.dc, pd.msg.MessageId)
 		switch {
 		case err == nil:
+			window = window[1:]
 			p.published.Add(1)
 			p.track.done(pd.row, pd.end)
 			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("publish row %d: %w", pd.row, context.Cause(ctx))
+		case pub.Channel().IsClosed():
+			return resend(err)
 		case errors.Is(err, rabbit.ErrNacked) && pd.tries < p.cfg.PublishRetries:
+			window = window[1:]
 			p.logger.Warn("broker refused a row; sending it again", "row", pd.row, "try", pd.tries+1)
 			pd.tries++
 			return send(pd)
@@ -417,6 +464,9 @@ func (p *producer) checkpointer(stop <-chan struct{}) error {
 }
 
 func (p *producer) logProgress(elapsed time.Duration) {
+	if p.cfg.progressTo != nil {
+		return // the bar shows it
+	}
 	rows, bytes := p.rows.Load(), p.bytes.Load()
 	rate := float64(rows) / elapsed.Seconds()
 	attrs := []any{

@@ -273,18 +273,24 @@ type Claim struct {
 // counts an attempt for each. It returns the state of every email found. Rows
 // locked by a concurrent Lease are skipped, not waited for: their holder is
 // about to drive them.
+//
+// A live lease that owner already holds is taken again without counting an
+// attempt: it is what is left when the answer to an earlier Lease was lost
+// with its connection, and an owner drives one batch at a time.
 func (s *Store) Lease(ctx context.Context, emails []string, owner string, d time.Duration) (map[string]Claim, error) {
 	const q = `
 WITH candidates AS (
     SELECT id FROM customers
     WHERE email = ANY($1) AND crm_state = 'pending'
-      AND (crm_lease_until IS NULL OR crm_lease_until < now())
+      AND (crm_lease_until IS NULL OR crm_lease_until < now() OR crm_lease_owner = $2)
     ORDER BY id
     FOR UPDATE SKIP LOCKED
 ), leased AS (
     UPDATE customers c
     SET crm_lease_owner = $2, crm_lease_until = now() + make_interval(secs => $3::float8),
-        crm_attempts = c.crm_attempts + 1, updated_at = now()
+        crm_attempts = c.crm_attempts +
+            CASE WHEN c.crm_lease_owner = $2 AND c.crm_lease_until > now() THEN 0 ELSE 1 END,
+        updated_at = now()
     FROM candidates WHERE c.id = candidates.id
     RETURNING c.id, c.crm_attempts
 )
@@ -350,13 +356,30 @@ WHERE c.email = o.email AND c.crm_state = 'pending' AND c.crm_lease_owner = $5`
 	return nil
 }
 
-// Reset puts failed customers (or those among emails, when given) back to
-// pending with their attempts cleared, so a replayed message may drive them.
+// Release gives back owner's leases on emails without a CRM call having been
+// made, and takes back the attempt each lease counted: the circuit opened or
+// the CRM asked to slow down before the call.
+func (s *Store) Release(ctx context.Context, owner string, emails []string) error {
+	if len(emails) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `
+UPDATE customers SET crm_lease_owner = NULL, crm_lease_until = NULL,
+       crm_attempts = greatest(crm_attempts - 1, 0), updated_at = now()
+WHERE email = ANY($1) AND crm_state = 'pending' AND crm_lease_owner = $2`, emails, owner)
+	if err != nil {
+		return fmt.Errorf("release %d customers: %w", len(emails), err)
+	}
+	return nil
+}
+
+// Reset puts the failed and rejected customers among emails back to pending
+// with their attempts cleared, so that replayed dead letters drive them again.
 func (s *Store) Reset(ctx context.Context, emails []string) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `
 UPDATE customers SET crm_state = 'pending', crm_attempts = 0, crm_lease_owner = NULL,
        crm_lease_until = NULL, updated_at = now()
-WHERE crm_state = 'failed' AND email = ANY($1)`, emails)
+WHERE crm_state IN ('failed', 'rejected') AND email = ANY($1)`, emails)
 	if err != nil {
 		return 0, fmt.Errorf("reset %d customers to pending: %w", len(emails), err)
 	}

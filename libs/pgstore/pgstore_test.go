@@ -187,3 +187,30 @@ func TestIsDataError(t *testing.T) {
 	require.True(t, pgstore.IsDataError(err))
 	require.False(t, pgstore.IsDataError(nil))
 }
+
+func TestLeaseRetakesOwnLeaseWithoutAnAttempt(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	_, err := s.InsertNew(t.Context(), []customer.Customer{{Email: "a@x.com"}})
+	require.NoError(t, err)
+	for range 2 { // the second is what a lost answer to the first looks like
+		c, err := s.Lease(t.Context(), []string{"a@x.com"}, "w1", time.Minute)
+		require.NoError(t, err)
+		require.True(t, c["a@x.com"].Leased)
+		require.Equal(t, 1, c["a@x.com"].Attempts)
+	}
+}
+
+func TestReleaseRefundsTheAttempt(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	_, err := s.InsertNew(t.Context(), []customer.Customer{{Email: "a@x.com"}})
+	require.NoError(t, err)
+	_, err = s.Lease(t.Context(), []string{"a@x.com"}, "w1", time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, s.Release(t.Context(), "w1", []string{"a@x.com"}))
+	c, err := s.Lease(t.Context(), []string{"a@x.com"}, "w2", time.Minute)
+	require.NoError(t, err)
+	require.True(t, c["a@x.com"].Leased, "released leases are free for anyone")
+	require.Equal(t, 1, c["a@x.com"].Attempts, "a released lease costs no attempt")
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/custimport/custimport/libs/crm"
+	"github.com/custimport/custimport/libs/crm/crmmock"
+	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/tcpproxy"
+)
+
+var errCrash = errors.New("simulated crash")
+
+func (b *testBundle) publishN(t *testing.T, n int) {
+	t.Helper()
+	bodies := make([][]byte, n)
+	for i := range n {
+		bodies[i] = body(t, fmt.Sprintf("user%d@example.com", i), i+1)
+	}
+	b.publish(t, bodies...)
+}
+
+// startWorker runs a worker built from the bundle's environment, with a
+// crash hook, until the returned stop is called.
+func (b *testBundle) startWorker(t *testing.T, name string, crashAt func(ctx context.CancelFunc, point string) error) (stop func()) {
+	t.Helper()
+	env := map[string]string{"CONSUMER_NAME": name}
+	for k, v := range b.env {
+		env[k] = v
+	}
+	cfg, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	require.NoError(t, err)
+	store, err := pgstore.Open(t.Context(), cfg.store())
+	require.NoError(t, err)
+	client, err := crm.New(crm.Config{BaseURL: cfg.CRMURL, Timeout: cfg.CRMTimeout}, nil)
+	require.NoError(t, err)
+	w := newWorker(cfg, slog.New(slog.DiscardHandler), store, client)
+	ctx, cancel := context.WithCancel(t.Context())
+	if crashAt != nil {
+		w.crashAt = func(point string) error { return crashAt(cancel, point) }
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = w.run(ctx) })
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			store.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func (b *testBundle) maxAttempts(t *testing.T) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.store.Pool().QueryRow(t.Context(), `SELECT coalesce(max(crm_attempts), 0) FROM customers`).Scan(&n))
+	return n
+}
+
+// A consumer killed at any point of a batch, and replaced by another, still
+// leaves every customer synced and created once: the lease of the dead one
+// expires, the stable Idempotency-Key makes a repeated call a replay.
+func TestConsumerKilledAtEachPointCreatesOnce(t *testing.T) {
+	t.Parallel()
+	for _, point := range []string{"after-insert", "after-crm", "after-settle"} {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, crmmock.DefaultConfig())
+			b.env["CONSUMER_LEASE"] = "1s"
+			b.env["CRM_TIMEOUT"] = "500ms"
+			b.publishN(t, 200)
+
+			var crashed atomic.Bool
+			b.startWorker(t, "doomed", func(die context.CancelFunc, p string) error {
+				if p == point && crashed.CompareAndSwap(false, true) {
+					die() // the process is gone: no release, no ack
+					return errCrash
+				}
+				return nil
+			})
+			require.Eventually(t, crashed.Load, 10*time.Second, 5*time.Millisecond)
+			b.startWorker(t, "replacement", nil)
+
+			b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 200, pgstore.StatePending: 0})
+			st := b.crm.Stats()
+			require.Equal(t, 200, st.Created)
+			require.Empty(t, st.Duplicates)
+			require.Zero(t, st.Conflicts)
+			require.Empty(t, b.deadLetters(t))
+		})
+	}
+}
+
+// dbURLVia returns the bundle's database URL with its host replaced.
+func dbURLVia(t *testing.T, raw, hostport string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	require.NoError(t, err)
+	u.Host = hostport
+	return u.String()
+}
+
+func TestPostgresLostMidRunBurnsNoAttempt(t *testing.T) {
+	t.Parallel()
+	cfg := crmmock.DefaultConfig()
+	cfg.Latency = 2 * time.Millisecond
+	b := setup(t, cfg)
+	proxy, err := tcpproxy.Start(t.Context(), "127.0.0.1:5432")
+	require.NoError(t, err)
+	defer proxy.Close()
+	b.env["DATABASE_URL"] = dbURLVia(t, b.env["DATABASE_URL"], proxy.Addr())
+	b.env["CONSUMER_PREFETCH"] = "16"
+	b.publishN(t, 400)
+	b.startWorker(t, "w1", nil)
+
+	require.Eventually(t, func() bool { return b.counts(t)[pgstore.StateSynced] > 50 }, 10*time.Second, 5*time.Millisecond)
+	proxy.Down()
+	time.Sleep(700 * time.Millisecond)
+	proxy.Up()
+
+	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 400, pgstore.StatePending: 0})
+	require.Equal(t, 400, b.crm.Stats().Created)
+	require.Empty(t, b.crm.Stats().Duplicates)
+	require.Empty(t, b.deadLetters(t), "a database outage dead-letters nothing")
+	require.Equal(t, 1, b.maxAttempts(t), "a database outage burns no attempt")
+}
+
+func TestRabbitMQConnectionCutMidRun(t *testing.T) {
+	t.Parallel()
+	cfg := crmmock.DefaultConfig()
+	cfg.Latency = 2 * time.Millisecond
+	b := setup(t, cfg)
+	proxy, err := tcpproxy.Start(t.Context(), "127.0.0.1:5672")
+	require.NoError(t, err)
+	defer proxy.Close()
+	b.env["AMQP_URL"] = "amqp://guest:guest@" + proxy.Addr() + "/"
+	b.env["CONSUMER_PREFETCH"] = "16"
+	b.publishN(t, 400)
+	b.startWorker(t, "w1", nil)
+
+	for range 3 {
+		synced := b.counts(t)[pgstore.StateSynced]
+		require.Eventually(t, func() bool { return b.counts(t)[pgstore.StateSynced] > synced+30 }, 10*time.Second, 5*time.Millisecond)
+		proxy.Cut()
+	}
+	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 400, pgstore.StatePending: 0})
+	require.Equal(t, 400, b.crm.Stats().Created)
+	require.Empty(t, b.crm.Stats().Duplicates)
+	require.Empty(t, b.deadLetters(t))
+}
+
+func TestCRMOutageOpensCircuitInsteadOfBurningAttempts(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crmmock.DefaultConfig())
+	b.env["CONSUMER_CIRCUIT_FAILURES"] = "3"
+	b.env["CONSUMER_CIRCUIT_OPEN"] = "200ms"
+	b.env["CONSUMER_MAX_ATTEMPTS"] = "4"
+	b.env["CONSUMER_CRM_CONCURRENCY"] = "4"
+	b.crm.Outage(1500 * time.Millisecond)
+	b.publishN(t, 100)
+	b.startWorker(t, "w1", nil)
+
+	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 100, pgstore.StatePending: 0})
+	st := b.crm.Stats()
+	require.Equal(t, 100, st.Created)
+	require.Empty(t, b.deadLetters(t), "no customer exhausted its attempts during the outage")
+	// Without the circuit every customer would have failed about once per
+	// retry step during the outage (hundreds of calls); with it, only the
+	// calls in flight when it opened (4) and the probes fail.
+	require.Less(t, st.Failed, 25, "calls made against a CRM that is down")
+}
+
+func TestRateLimitSlowsWithoutBurningAttempts(t *testing.T) {
+	t.Parallel()
+	cfg := crmmock.DefaultConfig()
+	cfg.RateLimit = 100
+	b := setup(t, cfg)
+	b.publishN(t, 300)
+	b.startWorker(t, "w1", nil)
+
+	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 300, pgstore.StatePending: 0})
+	st := b.crm.Stats()
+	require.Equal(t, 300, st.Created)
+	require.Positive(t, st.RateLimited, "the CRM was meant to answer 429")
+	require.Equal(t, 1, b.maxAttempts(t), "a 429 burns no attempt")
+	require.Empty(t, b.deadLetters(t))
+}
+
+func TestReplayBringsDeadLettersBackAfterAFix(t *testing.T) {
+	t.Parallel()
+	cfg := crmmock.DefaultConfig()
+	cfg.FailRate = 1
+	b := setup(t, cfg)
+	b.env["CONSUMER_MAX_ATTEMPTS"] = "2"
+	b.env["CONSUMER_CIRCUIT_FAILURES"] = "1000"
+	b.publishN(t, 20)
+	b.publish(t, []byte("garbage"))
+	b.startWorker(t, "w1", nil)
+	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateFailed: 20})
+	require.Eventually(t, func() bool { return b.queueDepth(t, b.top.DeadQueue()) == 21 }, 10*time.Second, 10*time.Millisecond)
+
+	cfg.FailRate = 0 // the CRM is fixed
+	b.crm.SetConfig(cfg)
+	var stdout syncBuffer
+	err := run(t.Context(), []string{"replay", "--reason", reasonCRMExhausted}, func(k string) string { return b.env[k] }, &stdout, &syncBuffer{})
+	require.NoError(t, err)
+	require.Contains(t, stdout.String(), "replayed 20 dead letters with reason crm_attempts_exhausted")
+
+	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 20, pgstore.StateFailed: 0})
+	require.Equal(t, 20, b.crm.Stats().Created)
+	dead := b.deadLetters(t)
+	require.Len(t, dead, 1, "the invalid message was not replayed")
+	require.Equal(t, reasonInvalidMessage, dead[0].Headers["x-death-reason"])
+}
+
+func TestPoisonMessagesAreDeadLetteredAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crmmock.DefaultConfig())
+	huge := `{"email":"huge@example.com","name":"` + strings.Repeat("x", 200<<10) + `"}`
+	b.publish(t, []byte(huge), []byte{0xff, 0xfe, 0x00}, []byte(`{"email":["a@b.com"]}`), body(t, "fine@example.com", 1))
+	b.startWorker(t, "w1", nil)
+	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 1})
+	var dead int
+	require.Eventually(t, func() bool { dead += len(b.deadLetters(t)); return dead == 3 }, 10*time.Second, 10*time.Millisecond)
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/custimport/custimport/libs/crm/crmmock"
+	"github.com/custimport/custimport/libs/customer"
+	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/rabbit"
+	"github.com/custimport/custimport/libs/testenv"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// managementURL returns the test broker's management API, or skips: the
+// plugin is optional (make infra enables it), and the AMQP fallback is
+// tested without it.
+func managementURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv("TEST_RABBITMQ_MANAGEMENT_URL")
+	if u == "" {
+		u = "http://guest:guest@127.0.0.1:15672"
+	}
+	rep := make([]queueDepth, 0)
+	if err := fromManagement(t.Context(), u, "/", rep); err != nil {
+		t.Skipf("no RabbitMQ management API at %s (rabbitmq-plugins enable rabbitmq_management): %v", redactAll(u), err)
+	}
+	return u
+}
+
+// statusBundle is a broker topology and a schema with known contents:
+// 3 messages in the import queue, 1 dead letter, 2 pending customers and
+// 1 synced one.
+func statusBundle(t *testing.T) *testBundle {
+	t.Helper()
+	b := setup(t, crmmock.DefaultConfig())
+	b.publish(t, body(t, "a@example.com", 1), body(t, "b@example.com", 2), body(t, "c@example.com", 3))
+	require.NoError(t, b.pub.PublishAll(t.Context(), []rabbit.Message{{
+		Exchange: b.top.DeadExchange(), Key: rabbit.DeadKey,
+		Publishing: amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("given up")},
+	}}))
+	_, err := b.store.InsertNew(t.Context(), []customer.Customer{{Email: "a@example.com"}, {Email: "b@example.com"}, {Email: "c@example.com"}})
+	require.NoError(t, err)
+	_, err = b.store.Lease(t.Context(), []string{"c@example.com"}, "test", time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, b.store.Settle(t.Context(), "test", []pgstore.Outcome{{Email: "c@example.com", State: pgstore.StateSynced}}))
+	return b
+}
+
+func (b *testBundle) status(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var stdout syncBuffer
+	err := run(t.Context(), append([]string{"status"}, args...), func(k string) string { return b.env[k] }, &stdout, &syncBuffer{})
+	return stdout.String(), err
+}
+
+func (b *testBundle) statusJSON(t *testing.T) statusReport {
+	t.Helper()
+	out, err := b.status(t, "--json")
+	require.NoError(t, err, out)
+	var rep statusReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	return rep
+}
+
+func depths(rep statusReport) map[string]int64 {
+	m := map[string]int64{}
+	for _, q := range rep.Queues {
+		m[q.Role] = q.Messages
+	}
+	return m
+}
+
+func TestStatusOverAMQPWhenTheManagementAPIIsAway(t *testing.T) {
+	t.Parallel()
+	b := statusBundle(t)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	b.env["RABBITMQ_MANAGEMENT_URL"] = "http://secretuser:secretpass@" + strings.TrimPrefix(gone.URL, "http://")
+
+	rep := b.statusJSON(t)
+	require.Equal(t, sourceAMQP, rep.QueueSource)
+	require.Equal(t, map[string]int64{"import": 3, "retry 50ms": 0, "retry 200ms": 0, "dead": 1}, depths(rep))
+	require.Equal(t, b.top.Queue(), rep.Queues[0].Name)
+	require.Equal(t, b.top.DeadQueue(), rep.Queues[len(rep.Queues)-1].Name)
+	require.Equal(t, map[pgstore.State]int64{pgstore.StatePending: 2, pgstore.StateSynced: 1, pgstore.StateRejected: 0, pgstore.StateFailed: 0}, rep.Customers)
+	require.Equal(t, int64(3), rep.CustomersTotal)
+
+	out, err := b.status(t)
+	require.NoError(t, err)
+	for _, want := range []string{"over AMQP", b.top.Queue(), b.top.DeadQueue(), "pending", "synced", "total"} {
+		require.Contains(t, out, want)
+	}
+	require.NotContains(t, out, "secret")
+}
+
+func TestStatusFromTheManagementAPI(t *testing.T) {
+	t.Parallel()
+	mgmt := managementURL(t)
+	b := statusBundle(t)
+	b.env["RABBITMQ_MANAGEMENT_URL"] = mgmt
+
+	// The management API's figures are refreshed every few seconds.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		rep := b.statusJSON(t)
+		assert.Equal(c, sourceManagement, rep.QueueSource)
+		assert.Equal(c, map[string]int64{"import": 3, "retry 50ms": 0, "retry 200ms": 0, "dead": 1}, depths(rep))
+		if assert.NotNil(c, rep.Queues[0].Ready) {
+			assert.Equal(c, int64(3), *rep.Queues[0].Ready)
+		}
+	}, 30*time.Second, 500*time.Millisecond)
+
+	out, err := b.status(t)
+	require.NoError(t, err)
+	require.Contains(t, out, "from the management API at http://127.0.0.1:15672")
+	require.NotContains(t, out, "guest")
+}
+
+func TestStatusOfMissingQueuesAndUnmigratedDatabase(t *testing.T) {
+	t.Parallel()
+	top := testenv.Topology(t) // not declared
+	db := testenv.Postgres(t)  // not migrated
+	env := map[string]string{
+		"AMQP_URL":                testenv.AMQPURL(t),
+		"DATABASE_URL":            testenv.DatabaseURLWithSchema(t, db),
+		"QUEUE_PREFIX":            top.Prefix,
+		"RETRY_DELAYS":            "50ms,200ms",
+		"RABBITMQ_MANAGEMENT_URL": "http://127.0.0.1:1",
+	}
+	var stdout syncBuffer
+	err := run(t.Context(), []string{"status"}, func(k string) string { return env[k] }, &stdout, &syncBuffer{})
+	require.ErrorIs(t, err, pgstore.ErrNotMigrated)
+	require.ErrorContains(t, err, "status incomplete")
+	out := stdout.String()
+	require.Contains(t, out, top.Queue())
+	require.Contains(t, out, "not declared yet")
+	require.Contains(t, out, "consumer migrate")
+}
+
+func TestStatusReadsTheManagementAnswer(t *testing.T) {
+	t.Parallel()
+	var gotPath, gotUser, gotPass string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotPath = r.URL.EscapedPath()
+		gotUser, gotPass, _ = r.BasicAuth()
+		_, _ = w.Write([]byte(`[{"name":"p.import","messages":7,"messages_ready":5,"messages_unacknowledged":2,"consumers":3},{"name":"other","messages":1}]`))
+	}))
+	t.Cleanup(srv.Close)
+	u := strings.Replace(srv.URL, "http://", "http://ops:pw@", 1)
+	qs := []queueDepth{{Name: "p.import"}, {Name: "p.dead"}}
+	require.NoError(t, fromManagement(t.Context(), u, "/", qs))
+	require.Equal(t, "/api/queues/%2F", gotPath)
+	require.Equal(t, "ops", gotUser)
+	require.Equal(t, "pw", gotPass)
+	require.Equal(t, int64(7), qs[0].Messages)
+	require.Equal(t, int64(5), *qs[0].Ready)
+	require.Equal(t, int64(2), *qs[0].Unacked)
+	require.Equal(t, int64(3), qs[0].Consumers)
+	require.True(t, qs[1].Missing)
+
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	t.Cleanup(refuse.Close)
+	err := fromManagement(t.Context(), refuse.URL, "/", qs)
+	require.ErrorContains(t, err, "401")
+}
+
+func TestConsumerHelpListsEveryFlagWithEnvAndDefault(t *testing.T) {
+	t.Parallel()
+	var asked []string
+	getenv := func(k string) string { asked = append(asked, k); return "" }
+	var stderr syncBuffer
+	err := run(t.Context(), []string{"--help"}, getenv, &syncBuffer{}, &stderr)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	help := stderr.String()
+	require.NotEmpty(t, asked)
+	for _, env := range asked {
+		require.Contains(t, help, "env "+env+",", "help lacks the variable %s", env)
+	}
+	flags := 0
+	for line := range strings.Lines(help) {
+		if strings.HasPrefix(line, "  --") {
+			flags++
+			require.Contains(t, line, "default ", "flag without a default: %s", line)
+		}
+	}
+	require.GreaterOrEqual(t, flags, len(asked))
+	for _, want := range []string{
+		"--http-addr address  (env CONSUMER_HTTP_ADDR, default 127.0.0.1:9090)",
+		"--management-url URL  (env RABBITMQ_MANAGEMENT_URL, default http://guest:guest@localhost:15672)",
+		"--json  (default false)",
+		"--version  (default false)",
+		"consumer status [--json]",
+	} {
+		require.Contains(t, help, want)
+	}
+}
+
+func TestConsumerVersion(t *testing.T) {
+	t.Parallel()
+	var stdout syncBuffer
+	// --version answers even where nothing else is configured.
+	require.NoError(t, run(t.Context(), []string{"--version"}, func(string) string { return "" }, &stdout, &syncBuffer{}))
+	require.Regexp(t, `^consumer \S+ go\S+\n$`, stdout.String())
+}
