@@ -84,8 +84,8 @@ type Config struct {
 	Name string
 	// LogFormat is text or json; LogLevel debug, info, warn or error.
 	LogFormat, LogLevel string
-	// HTTPAddr is where /metrics, /healthz and /readyz are served; empty
-	// serves nothing. Default 127.0.0.1:9090 (":9090" in compose).
+	// HTTPAddr is where /metrics, /healthz and /readyz are served; "off"
+	// (or empty) serves nothing. Default 127.0.0.1:9090 (":9090" in compose).
 	HTTPAddr string
 	// ManagementURL is the RabbitMQ management API that `status` reads
 	// queue depths from, credentials included; when it does not answer,
@@ -125,7 +125,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.Name, "name", "CONSUMER_NAME", "", "this consumer's name in leases and logs (default host-pid)")
 	s.String(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: "+logging.Formats)
 	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
-	s.String(&c.HTTPAddr, "http-addr", "CONSUMER_HTTP_ADDR", "127.0.0.1:9090", "`address` of /metrics, /healthz and /readyz (empty: none)")
+	s.String(&c.HTTPAddr, "http-addr", "CONSUMER_HTTP_ADDR", "127.0.0.1:9090", "`address` of /metrics, /healthz and /readyz (off: none)")
 	s.String(&c.ManagementURL, "management-url", "RABBITMQ_MANAGEMENT_URL", "http://guest:guest@localhost:15672", "RabbitMQ management API `URL` for status (falls back to AMQP when unreachable)")
 	s.Bool(&c.JSON, "json", "", false, "status: print JSON instead of tables")
 	s.Bool(&c.Version, "version", "", false, "print the version and exit")
@@ -140,6 +140,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = len(c.RetryDelays) + 1
+	}
+	if c.HTTPAddr == "off" {
+		// An empty variable reads as unset, so the environment says "off".
+		c.HTTPAddr = ""
 	}
 	if c.Name == "" {
 		host, _ := os.Hostname()

@@ -277,6 +277,7 @@ func TestConsumerTwoWorkersCreateOnce(t *testing.T) {
 	require.NoError(t, stop2())
 	st := b.crm.Stats()
 	require.Equal(t, 200, st.Created)
+	require.Equal(t, 200, st.Requests, "two copies of one email on two workers make one CRM call between them")
 	require.Empty(t, st.Duplicates)
 	require.Zero(t, st.Conflicts)
 }

@@ -226,9 +226,8 @@ func TestHTTPAddrTakenIsAClearError(t *testing.T) {
 func TestEmptyHTTPAddrServesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, crmmock.DefaultConfig())
-	b.env["CONSUMER_HTTP_ADDR"] = ""
-	// An empty variable means "not set", so the flag turns it off.
-	stop, logs := b.start(t, "--http-addr", "")
+	b.env["CONSUMER_HTTP_ADDR"] = "off"
+	stop, logs := b.start(t)
 	b.publish(t, body(t, "x@example.com", 1))
 	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 1})
 	require.NoError(t, stop())

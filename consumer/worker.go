@@ -13,7 +13,6 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/sony/gobreaker/v2"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/custimport/custimport/libs/crm"
 	"github.com/custimport/custimport/libs/customer"
@@ -412,13 +411,15 @@ func (w *worker) insert(ctx context.Context, valid []customer.Customer, byEmail 
 // to slow down.
 func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]pgstore.Claim) []*item {
 	var (
-		g        errgroup.Group
+		wg       sync.WaitGroup
 		mu       sync.Mutex
 		deferred []*item
+		slots    = make(chan struct{}, w.cfg.CRMConcurrency)
 	)
-	g.SetLimit(w.cfg.CRMConcurrency)
 	for _, it := range calls {
-		g.Go(func() error {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
 			attempts := claims[it.c.Email].Attempts
 			res, err := w.breaker.Execute(func() (crm.Result, error) { return w.createCustomer(ctx, it.c) })
 			switch {
@@ -431,10 +432,9 @@ func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]p
 			default:
 				it.out = classify(res, err, attempts, w.cfg.MaxAttempts)
 			}
-			return nil
 		})
 	}
-	_ = g.Wait()
+	wg.Wait()
 	return deferred
 }
 

@@ -181,6 +181,7 @@ func newPipeline(t *testing.T, crmFlags ...string) *pipeline {
 			"CONSUMER_LEASE=20s",
 			"CRM_TIMEOUT=5s",
 			"LOG_FORMAT=json",
+			"CONSUMER_HTTP_ADDR=127.0.0.1:0", // several consumers, one port each
 		},
 		crmURL: crmURL, db: db, top: top,
 	}

@@ -348,7 +348,10 @@ func (p *producer) publish(ctx context.Context, conns *connector, jobs <-chan jo
 	resend := func(cause error) error {
 		all := slices.Clone(window)
 		p.logger.Warn("publishing channel lost; sending unconfirmed rows again on a new one", "rows", len(all), "error", cause)
-		for {
+		for tries := 1; ; tries++ {
+			if tries > 10 {
+				return fmt.Errorf("publish: %d new channels failed in a row: %w", tries-1, cause)
+			}
 			_ = pub.Close()
 			np, err := conns.publisher(ctx)
 			if err != nil {
@@ -360,7 +363,7 @@ func (p *producer) publish(ctx context.Context, conns *connector, jobs <-chan jo
 			for _, pd := range all {
 				dc, err := pub.Publish(ctx, p.top.Exchange(), rabbit.ImportKey, pd.msg)
 				if err != nil {
-					sent = false
+					sent, cause = false, err
 					break
 				}
 				pd.dc = dc
@@ -377,9 +380,11 @@ func (p *producer) publish(ctx context.Context, conns *connector, jobs <-chan jo
 	send := func(pd pending) error {
 		dc, err := pub.Publish(ctx, p.top.Exchange(), rabbit.ImportKey, pd.msg)
 		if err != nil {
-			if ctx.Err() != nil || !pub.Channel().IsClosed() {
+			if ctx.Err() != nil {
 				return fmt.Errorf("publish row %d: %w", pd.row, err)
 			}
+			// A failed write means the connection is going, even before the
+			// client has noticed: treat it as lost.
 			window = append(window, pd)
 			return resend(err)
 		}

@@ -1,0 +1,380 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/rabbit"
+	"github.com/custimport/custimport/libs/tcpproxy"
+)
+
+// The settings the consumers run with: retry steps short enough that a
+// run ends in minutes, and attempts enough that a 10% failure rate plus an
+// outage never exhausts them (0.1^25).
+const (
+	retryDelays  = "100ms,500ms,1s,2s"
+	maxAttempts  = "25"
+	leaseFor     = "15s"
+	crmTimeout   = "3s"
+	rejectDomain = "crm-refuses.example"
+)
+
+// harness is one isolated deployment: its own schema, queue prefix, CRM and
+// proxies, and the processes running against them.
+type harness struct {
+	cfg    Config
+	logger *slog.Logger
+	work   string // binaries, data, logs
+	bin    string
+	logDir string
+
+	schema string
+	dbURL  string // direct, with the schema as search_path
+	top    rabbit.Topology
+	crmURL string
+
+	rabbitProxy *tcpproxy.Proxy
+	pgProxy     *tcpproxy.Proxy
+	pool        *pgxpool.Pool
+	amqpConn    *amqp.Connection
+	crm         *process
+	crmCancel   context.CancelFunc
+
+	env []string // for producer and consumers: through the proxies
+}
+
+// build compiles the binaries into the work folder.
+func (h *harness) build(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("find the module: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	h.bin = filepath.Join(h.work, "bin")
+	h.logDir = filepath.Join(h.work, "logs")
+	for _, d := range []string{h.bin, h.logDir} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return fmt.Errorf("make %s: %w", d, err)
+		}
+	}
+	h.logger.Info("building", "into", h.bin)
+	//nolint:gosec // G204: the output folder is our own
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", h.bin+string(os.PathSeparator), "./producer", "./consumer", "./mockcrm", "./data/gen")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// setup makes the schema, the topology, the proxies and mockcrm.
+func (h *harness) setup(ctx context.Context) error {
+	id := fmt.Sprintf("chaos_%d_%d", h.cfg.Seed, time.Now().Unix()%100000)
+	h.schema = id
+	delays, err := parseDurations(retryDelays)
+	if err != nil {
+		return err
+	}
+	h.top = rabbit.Topology{Prefix: id, RetryDelays: delays}.WithDefaults()
+
+	if err := ensureDatabase(ctx, h.cfg.DatabaseURL, h.logger); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, h.cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", pgstore.Redact(h.cfg.DatabaseURL), err)
+	}
+	_, err = conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{h.schema}.Sanitize())
+	_ = conn.Close(ctx)
+	if err != nil {
+		return fmt.Errorf("create schema %s: %w", h.schema, err)
+	}
+	h.dbURL, err = withSearchPath(h.cfg.DatabaseURL, h.schema, "")
+	if err != nil {
+		return err
+	}
+	mig := exec.CommandContext(ctx, filepath.Join(h.bin, "consumer"), "migrate") //nolint:gosec // G204: the binary just built
+	mig.Env = append(os.Environ(), "DATABASE_URL="+h.dbURL, "LOG_FORMAT=json")
+	if out, err := mig.CombinedOutput(); err != nil {
+		return fmt.Errorf("consumer migrate: %w\n%s", err, out)
+	}
+	h.pool, err = pgxpool.New(ctx, h.dbURL)
+	if err != nil {
+		return fmt.Errorf("open pool: %w", err)
+	}
+
+	h.amqpConn, err = rabbit.Dial(ctx, h.cfg.AMQPURL, "chaos harness")
+	if err != nil {
+		return err
+	}
+	ch, err := h.amqpConn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	if err := h.top.Declare(ch); err != nil {
+		return err
+	}
+
+	rabbitTarget, err := hostPort(h.cfg.AMQPURL, "5672")
+	if err != nil {
+		return err
+	}
+	pgTarget, err := hostPort(h.cfg.DatabaseURL, "5432")
+	if err != nil {
+		return err
+	}
+	if h.rabbitProxy, err = tcpproxy.Start(ctx, rabbitTarget); err != nil {
+		return fmt.Errorf("start RabbitMQ proxy: %w", err)
+	}
+	if h.pgProxy, err = tcpproxy.Start(ctx, pgTarget); err != nil {
+		return fmt.Errorf("start Postgres proxy: %w", err)
+	}
+	amqpViaProxy, err := withHost(h.cfg.AMQPURL, h.rabbitProxy.Addr())
+	if err != nil {
+		return err
+	}
+	dbViaProxy, err := withSearchPath(h.cfg.DatabaseURL, h.schema, h.pgProxy.Addr())
+	if err != nil {
+		return err
+	}
+
+	if err := h.startCRM(ctx); err != nil {
+		return err
+	}
+	h.env = []string{
+		"AMQP_URL=" + amqpViaProxy,
+		"DATABASE_URL=" + dbViaProxy,
+		"CRM_URL=" + h.crmURL,
+		"QUEUE_PREFIX=" + h.top.Prefix,
+		"RETRY_DELAYS=" + retryDelays,
+		"CONSUMER_MAX_ATTEMPTS=" + maxAttempts,
+		"CONSUMER_LEASE=" + leaseFor,
+		"CRM_TIMEOUT=" + crmTimeout,
+		"CONSUMER_RECONNECT_MAX=2s",
+		"LOG_FORMAT=json",
+	}
+	h.logger.Info("isolated deployment ready", "schema", h.schema, "queue_prefix", h.top.Prefix,
+		"rabbitmq_proxy", h.rabbitProxy.Addr(), "postgres_proxy", h.pgProxy.Addr(), "crm", h.crmURL, "work_dir", h.work)
+	return nil
+}
+
+func (h *harness) startCRM(ctx context.Context) error {
+	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("find a port for mockcrm: %w", err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	crmCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	h.crmCancel = cancel
+	h.crm, err = spawn(crmCtx, h.logger, "mockcrm", filepath.Join(h.bin, "mockcrm"), filepath.Join(h.logDir, "mockcrm.log"),
+		[]string{"LOG_FORMAT=json"},
+		[]string{
+			"--addr", addr, "--fail-rate", "0.1", "--fail-after-create-rate", "0.05", "--latency", "2ms",
+			"--reject-domains", rejectDomain, "--seed", strconv.Itoa(h.cfg.Seed),
+		}, false)
+	if err != nil {
+		return err
+	}
+	h.crmURL = "http://" + addr
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if h.crmGet(ctx, "/healthz", nil) == nil {
+			return nil
+		}
+		select {
+		case <-h.crm.done:
+			return fmt.Errorf("mockcrm exited at start: %w\n%s", h.crm.err, tailFile(filepath.Join(h.logDir, "mockcrm.log"), 2000))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return errors.New("mockcrm did not answer /healthz within 20s")
+}
+
+// teardown stops mockcrm and the proxies and, unless kept, drops the
+// schema and deletes the queues.
+func (h *harness) teardown(keep bool) {
+	if h.crmCancel != nil {
+		h.crmCancel()
+		<-h.crm.done
+	}
+	for _, p := range []*tcpproxy.Proxy{h.rabbitProxy, h.pgProxy} {
+		if p != nil {
+			_ = p.Close()
+		}
+	}
+	if h.pool != nil {
+		h.pool.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if keep {
+		h.logger.Info("kept for inspection", "schema", h.schema, "queue_prefix", h.top.Prefix, "work_dir", h.work)
+	} else {
+		if h.schema != "" {
+			if conn, err := pgx.Connect(ctx, h.cfg.DatabaseURL); err == nil {
+				if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{h.schema}.Sanitize()+" CASCADE"); err != nil {
+					h.logger.Warn("drop schema", "schema", h.schema, "err", err)
+				}
+				_ = conn.Close(ctx)
+			}
+		}
+		if h.top.Prefix != "" && h.amqpConn != nil && !h.amqpConn.IsClosed() {
+			if ch, err := h.amqpConn.Channel(); err == nil {
+				if err := h.top.Delete(ch); err != nil {
+					h.logger.Warn("delete queues", "prefix", h.top.Prefix, "err", err)
+				}
+			}
+		}
+	}
+	if h.amqpConn != nil {
+		_ = h.amqpConn.Close()
+	}
+}
+
+// crmPost calls mockcrm's admin API; body may be nil.
+func (h *harness) crmPost(ctx context.Context, path string, body any) error {
+	var r *bytes.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	} else {
+		r = bytes.NewReader(nil)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.crmURL+path, r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST %s: status %s", path, resp.Status)
+	}
+	return nil
+}
+
+// crmGet decodes a GET answer into v (nil: only the status matters).
+func (h *harness) crmGet(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.crmURL+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %s", path, resp.Status)
+	}
+	if v == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: decode: %w", path, err)
+	}
+	return nil
+}
+
+// ensureDatabase creates the database of rawURL when it does not exist.
+func ensureDatabase(ctx context.Context, rawURL string, logger *slog.Logger) error {
+	conn, err := pgx.Connect(ctx, rawURL)
+	if err == nil {
+		return conn.Close(ctx)
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); !ok || pgErr.Code != "3D000" { // invalid_catalog_name
+		return fmt.Errorf("connect to %s: %w", pgstore.Redact(rawURL), err)
+	}
+	u, perr := url.Parse(rawURL)
+	if perr != nil {
+		return fmt.Errorf("parse DATABASE_URL: %w", perr)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres"
+	admin, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		return fmt.Errorf("connect to %s to create database %s: %w", pgstore.Redact(u.String()), name, err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	logger.Info("created database", "database", name)
+	return nil
+}
+
+func hostPort(rawURL, defaultPort string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("parse %s: %w", rabbit.Redact(rawURL), err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = defaultPort
+	}
+	return net.JoinHostPort(u.Hostname(), port), nil
+}
+
+func withHost(rawURL, host string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("parse %s: %w", rabbit.Redact(rawURL), err)
+	}
+	u.Host = host
+	return u.String(), nil
+}
+
+// withSearchPath returns the URL with the schema as search_path and, when
+// host is set, another host.
+func withSearchPath(rawURL, schema, host string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("parse %s: %w", pgstore.Redact(rawURL), err)
+	}
+	if host != "" {
+		u.Host = host
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+func parseDurations(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for f := range strings.SplitSeq(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("parse retry delay %q: %w", f, err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
