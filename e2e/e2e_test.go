@@ -256,17 +256,11 @@ func (p *pipeline) waitSynced(t *testing.T, want int64, within time.Duration) {
 	}, within, 200*time.Millisecond)
 }
 
-const seeds = "../../shared/data/seeds"
-
 func seed(t *testing.T, name string) string {
 	t.Helper()
-	path := filepath.Join(seeds, name)
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("seed file %s: %v", path, err)
-		}
-		t.Skipf("seed file %s not here: %v", path, err)
-	}
+	path := filepath.Join(testenv.SeedsDir(t), name)
+	_, err := os.Stat(path)
+	require.NoError(t, err, "seed file")
 	abs, err := filepath.Abs(path)
 	require.NoError(t, err)
 	return abs

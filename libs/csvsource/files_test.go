@@ -2,22 +2,19 @@ package csvsource
 
 import (
 	"encoding/csv"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-)
 
-// seedsDir holds real exports shared by the project's tests; see its README.md.
-const seedsDir = "../../../shared/data/seeds"
+	"github.com/custimport/custimport/libs/testenv"
+)
 
 func TestSeedFiles(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat(seedsDir); errors.Is(err, os.ErrNotExist) && os.Getenv("CI") != "true" {
-		t.Skipf("%s is absent", seedsDir)
-	}
+	// Real exports shared by the project's tests; see their README.md.
+	seedsDir := testenv.SeedsDir(t)
 	cases := []struct {
 		file    string
 		rows    int64

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -247,4 +248,32 @@ func Topology(t testing.TB) rabbit.Topology {
 		}
 	})
 	return top
+}
+
+// SeedsDir returns the folder of real sample exports (shared/data/seeds,
+// beside the project's checkout): $SEEDS_DIR when set, else the first
+// shared/data/seeds found in the working directory's ancestors. When there
+// is none the test is skipped, or fails under CI=true.
+func SeedsDir(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("SEEDS_DIR"); d != "" {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("SEEDS_DIR=%s: %v", d, err)
+		}
+		return d
+	}
+	dir, err := os.Getwd()
+	require.NoError(t, err)
+	for {
+		candidate := filepath.Join(dir, "shared", "data", "seeds")
+		if st, err := os.Stat(candidate); err == nil && st.IsDir() {
+			return candidate
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			unavailable(t, "no shared/data/seeds beside the checkout; set SEEDS_DIR")
+			return ""
+		}
+		dir = parent
+	}
 }
