@@ -43,9 +43,11 @@ type Config struct {
 	CRMTimeout time.Duration
 	// CRMConcurrency bounds the CRM calls in flight. Default 32.
 	CRMConcurrency int
-	// Prefetch is the most deliveries held at once, and the batch size.
-	// Default 256.
+	// Prefetch is the most deliveries held at once. Default 512.
 	Prefetch int
+	// BatchSize is the most deliveries in one batch; Prefetch/BatchSize
+	// batches run side by side. Default: 256, or Prefetch when smaller.
+	BatchSize int
 	// BatchWait is how long a batch waits to fill after its first
 	// delivery. Default 50ms.
 	BatchWait time.Duration
@@ -108,7 +110,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.CRMToken, "crm-token", "CRM_TOKEN", "", "CRM bearer token (prefer the environment variable)")
 	s.Duration(&c.CRMTimeout, "crm-timeout", "CRM_TIMEOUT", 10*time.Second, "timeout of one CRM call")
 	s.Int(&c.CRMConcurrency, "crm-concurrency", "CONSUMER_CRM_CONCURRENCY", 32, "CRM calls in flight at most")
-	s.Int(&c.Prefetch, "prefetch", "CONSUMER_PREFETCH", 256, "deliveries held at once; also the batch size")
+	s.Int(&c.Prefetch, "prefetch", "CONSUMER_PREFETCH", 512, "deliveries held at once")
+	s.Int(&c.BatchSize, "batch-size", "CONSUMER_BATCH_SIZE", 0, "deliveries per batch (one insert, one lease, one settle); prefetch/batch-size batches run side by side (default: 256, or --prefetch if smaller)")
 	s.Duration(&c.BatchWait, "batch-wait", "CONSUMER_BATCH_WAIT", 50*time.Millisecond, "how long a batch waits to fill after its first delivery")
 	s.Int(&c.MaxAttempts, "max-attempts", "CONSUMER_MAX_ATTEMPTS", 0, "CRM attempts per customer before it is dead-lettered (default: retry delays + 1)")
 	s.Int(&c.CircuitFailures, "circuit-failures", "CONSUMER_CIRCUIT_FAILURES", 10, "transient CRM failures in a row that open the circuit (deliveries wait, no attempts burned)")
@@ -138,6 +141,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if rest := s.FlagSet().Args(); len(rest) > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q (flags go after the subcommand)", rest[0])
 	}
+	if c.BatchSize == 0 {
+		c.BatchSize = min(256, c.Prefetch)
+	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = len(c.RetryDelays) + 1
 	}
@@ -165,6 +171,8 @@ func (c Config) validate() error {
 	switch {
 	case c.Prefetch < 1 || c.Prefetch > 65535:
 		return fmt.Errorf("--prefetch %d: want 1 to 65535", c.Prefetch)
+	case c.BatchSize < 1 || c.BatchSize > c.Prefetch:
+		return fmt.Errorf("--batch-size %d: want 1 to --prefetch (%d)", c.BatchSize, c.Prefetch)
 	case c.CRMConcurrency < 1:
 		return fmt.Errorf("--crm-concurrency %d: want 1 or more", c.CRMConcurrency)
 	case c.DBMaxConns < 2:

@@ -40,12 +40,14 @@ type worker struct {
 	// crashAt, set only by fault-injection tests, may stop a batch dead at
 	// a named point by returning an error.
 	crashAt func(point string) error
+	// crmSlots bounds the CRM calls in flight across all batches.
+	crmSlots chan struct{}
 	// metrics feeds /metrics and /readyz; nil-safe.
 	metrics *metrics
 }
 
 func newWorker(cfg Config, logger *slog.Logger, store *pgstore.Store, client *crm.Client) *worker {
-	w := &worker{cfg: cfg, logger: logger, store: store, crm: client, top: cfg.topology(), gate: &gate{}, metrics: newMetrics()}
+	w := &worker{cfg: cfg, logger: logger, store: store, crm: client, top: cfg.topology(), gate: &gate{}, metrics: newMetrics(), crmSlots: make(chan struct{}, cfg.CRMConcurrency)}
 	w.breaker = newBreaker(cfg, logger)
 	w.metrics.watchCircuit(func() bool { return w.breaker.State() == gobreaker.StateOpen })
 	return w
@@ -135,14 +137,60 @@ func (w *worker) session(ctx context.Context) (connected bool, err error) {
 	})
 	defer stopAfter()
 
+	// Batches run side by side, up to Prefetch/BatchSize of them, so that
+	// one batch's CRM calls overlap the next one's database work. Each
+	// runner is its own lease owner: a runner may re-take a lease it holds
+	// (one whose answer was lost), never one another runner holds.
+	runners := max(w.cfg.Prefetch/w.cfg.BatchSize, 1)
+	type taken struct {
+		deliveries []amqp.Delivery
+		ack        *ackBatch
+	}
+	var acks acker
+	batches := make(chan taken)
+	failed := make(chan error, runners)
+	hctx, stopRunners := context.WithCancel(work)
+	var wg sync.WaitGroup
+	for i := range runners {
+		owner := fmt.Sprintf("%s#%d", w.cfg.Name, i)
+		wg.Go(func() {
+			for b := range batches {
+				err := w.handle(hctx, pub, b.deliveries, owner)
+				if err == nil {
+					err = acks.done(b.ack)
+				}
+				if err != nil {
+					failed <- err
+					stopRunners()
+					return
+				}
+			}
+		})
+	}
+	defer func() {
+		close(batches)
+		wg.Wait()
+		stopRunners()
+	}()
+
 	for {
-		batch, err := collect(ctx, deliveries, w.cfg.Prefetch, w.cfg.BatchWait)
+		batch, err := collect(ctx, deliveries, w.cfg.BatchSize, w.cfg.BatchWait)
 		if len(batch) > 0 {
-			if herr := w.handle(work, pub, batch); herr != nil {
+			select {
+			case batches <- taken{deliveries: batch, ack: acks.add(batch)}:
+			case herr := <-failed:
 				// Unacked deliveries go back to the queue when the channel
 				// closes; the invariants make their redelivery safe.
 				return true, herr
+			case <-ctx.Done():
+				// Shutting down with every runner busy: this batch is
+				// handed back unprocessed.
 			}
+		}
+		select {
+		case herr := <-failed:
+			return true, herr
+		default:
 		}
 		if err != nil {
 			if cerr, ok := <-closed; ok && cerr != nil {
@@ -151,7 +199,8 @@ func (w *worker) session(ctx context.Context) (connected bool, err error) {
 			return true, err
 		}
 		if ctx.Err() != nil {
-			// Stop taking deliveries; what is unacked is handed back.
+			// Stop taking deliveries; finish what the runners hold (the
+			// deferred wait), and hand back what is unacked.
 			_ = ch.Cancel(w.cfg.Name, false)
 			return true, nil
 		}
@@ -217,7 +266,7 @@ type item struct {
 	out outcome
 }
 
-func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, batch []amqp.Delivery) error {
+func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, batch []amqp.Delivery, owner string) error {
 	w.metrics.batchStarted(len(batch))
 	defer w.metrics.batchEnded(len(batch))
 	items := make([]*item, len(batch))
@@ -250,7 +299,7 @@ func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, batch []amqp
 			emails = append(emails, e)
 		}
 	}
-	settle, err := w.drive(ctx, emails, byEmail)
+	settle, err := w.drive(ctx, owner, emails, byEmail)
 	if err != nil {
 		return err
 	}
@@ -268,13 +317,13 @@ func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, batch []amqp
 	}
 	if len(msgs) > 0 {
 		if err := pub.PublishAll(ctx, msgs); err != nil {
-			w.releaseOnError(settle)
+			w.releaseOnError(owner, settle)
 			return fmt.Errorf("publish %d retry and dead-letter messages: %w", len(msgs), err)
 		}
 	}
 	if len(settle) > 0 {
 		if _, err := withDB(ctx, w, "settle", func(ctx context.Context) (struct{}, error) {
-			return struct{}{}, w.store.Settle(ctx, w.cfg.Name, settle)
+			return struct{}{}, w.store.Settle(ctx, owner, settle)
 		}); err != nil {
 			return fmt.Errorf("settle customers: %w", err)
 		}
@@ -284,9 +333,49 @@ func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, batch []amqp
 	}
 	w.log(items)
 	w.metrics.outcomes(items)
-	// Every delivery of the batch has its outcome: ack them all at once.
-	if err := batch[len(batch)-1].Ack(true); err != nil {
-		return fmt.Errorf("ack batch of %d: %w", len(batch), err)
+	// Every delivery of the batch has its outcome: the caller acks it.
+	return nil
+}
+
+// acker acks finished batches with one multiple ack each, in delivery order:
+// batches run side by side and finish in any order, and a multiple ack on a
+// batch's last delivery would also ack an earlier batch still in work. So a
+// batch is acked only once every batch taken before it is done, which costs
+// the broker one ack per batch rather than one per message.
+type acker struct {
+	mu      sync.Mutex
+	pending []*ackBatch // in the order the batches were taken
+}
+
+type ackBatch struct {
+	last amqp.Delivery
+	done bool
+}
+
+// add registers a batch as it is taken off the channel.
+func (a *acker) add(batch []amqp.Delivery) *ackBatch {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := &ackBatch{last: batch[len(batch)-1]}
+	a.pending = append(a.pending, b)
+	return b
+}
+
+// done marks b finished and acks every finished batch at the head of the line.
+func (a *acker) done(b *ackBatch) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b.done = true
+	var last *ackBatch
+	for len(a.pending) > 0 && a.pending[0].done {
+		last = a.pending[0]
+		a.pending = a.pending[1:]
+	}
+	if last == nil {
+		return nil
+	}
+	if err := last.last.Ack(true); err != nil {
+		return fmt.Errorf("ack deliveries up to %d: %w", last.last.DeliveryTag, err)
 	}
 	return nil
 }
@@ -305,18 +394,18 @@ func (w *worker) crashPoint(point string) error {
 // batch: no lease is taken and no attempt counted; calls the circuit or a
 // Retry-After kept from being made give their lease and attempt back and are
 // tried again.
-func (w *worker) drive(ctx context.Context, emails []string, byEmail map[string][]*item) ([]pgstore.Outcome, error) {
+func (w *worker) drive(ctx context.Context, owner string, emails []string, byEmail map[string][]*item) ([]pgstore.Outcome, error) {
 	var settle []pgstore.Outcome
 	for len(emails) > 0 {
 		if err := w.waitCircuit(ctx); err != nil {
-			w.releaseOnError(settle)
+			w.releaseOnError(owner, settle)
 			return nil, err
 		}
 		claims, err := withDB(ctx, w, "lease", func(ctx context.Context) (map[string]pgstore.Claim, error) {
-			return w.store.Lease(ctx, emails, w.cfg.Name, w.cfg.Lease)
+			return w.store.Lease(ctx, emails, owner, w.cfg.Lease)
 		})
 		if err != nil {
-			w.releaseOnError(settle)
+			w.releaseOnError(owner, settle)
 			return nil, fmt.Errorf("lease customers: %w", err)
 		}
 		var calls []*item
@@ -351,7 +440,7 @@ func (w *worker) drive(ctx context.Context, emails []string, byEmail map[string]
 			for _, it := range calls {
 				settle = append(settle, pgstore.Outcome{Email: it.c.Email})
 			}
-			w.releaseOnError(settle)
+			w.releaseOnError(owner, settle)
 			return nil, fmt.Errorf("CRM calls interrupted: %w", context.Cause(ctx))
 		}
 		emails = emails[:0]
@@ -360,9 +449,9 @@ func (w *worker) drive(ctx context.Context, emails []string, byEmail map[string]
 		}
 		if len(emails) > 0 {
 			if _, err := withDB(ctx, w, "release", func(ctx context.Context) (struct{}, error) {
-				return struct{}{}, w.store.Release(ctx, w.cfg.Name, emails)
+				return struct{}{}, w.store.Release(ctx, owner, emails)
 			}); err != nil {
-				w.releaseOnError(settle)
+				w.releaseOnError(owner, settle)
 				return nil, fmt.Errorf("release customers: %w", err)
 			}
 		}
@@ -414,12 +503,11 @@ func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]p
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		deferred []*item
-		slots    = make(chan struct{}, w.cfg.CRMConcurrency)
 	)
 	for _, it := range calls {
-		slots <- struct{}{}
+		w.crmSlots <- struct{}{}
 		wg.Go(func() {
-			defer func() { <-slots }()
+			defer func() { <-w.crmSlots }()
 			attempts := claims[it.c.Email].Attempts
 			res, err := w.breaker.Execute(func() (crm.Result, error) { return w.createCustomer(ctx, it.c) })
 			switch {
@@ -511,7 +599,7 @@ func (w *worker) message(it *item) (rabbit.Message, bool) {
 
 // releaseOnError gives back the leases of a batch that could not finish, so
 // its redelivery does not wait for them to expire.
-func (w *worker) releaseOnError(outcomes []pgstore.Outcome) {
+func (w *worker) releaseOnError(owner string, outcomes []pgstore.Outcome) {
 	if len(outcomes) == 0 {
 		return
 	}
@@ -521,7 +609,7 @@ func (w *worker) releaseOnError(outcomes []pgstore.Outcome) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := w.store.Settle(ctx, w.cfg.Name, release); err != nil {
+	if err := w.store.Settle(ctx, owner, release); err != nil {
 		w.logger.Warn("could not release leases; they expire on their own", "error", err, "lease", w.cfg.Lease.String())
 	}
 }
