@@ -238,3 +238,35 @@ func TestPoisonMessagesAreDeadLetteredAtOnce(t *testing.T) {
 	var dead int
 	require.Eventually(t, func() bool { dead += len(b.deadLetters(t)); return dead == 3 }, 10*time.Second, 10*time.Millisecond)
 }
+
+// The consuming channel alone closing (here: the queue deleted under a
+// running consumer; in production also the broker's consumer timeout) ends
+// the session, and the consumer comes back, declares again and goes on.
+func TestQueueDeletedUnderConsumerRecovers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crmmock.DefaultConfig())
+	b.startWorker(t, "w1", nil)
+	b.publishN(t, 10)
+	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 10})
+
+	ch, err := b.conn.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDelete(b.top.Queue(), false, false, false)
+	require.NoError(t, err)
+	require.NoError(t, ch.Close())
+
+	// The publisher re-declares nothing: wait for the consumer to do it.
+	require.Eventually(t, func() bool {
+		ch, err := b.conn.Channel()
+		require.NoError(t, err)
+		defer ch.Close()
+		_, err = ch.QueueDeclarePassive(b.top.Queue(), true, false, false, false, nil)
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond, "the consumer did not declare its queue again")
+	bodies := make([][]byte, 10)
+	for i := range bodies {
+		bodies[i] = body(t, fmt.Sprintf("later%d@example.com", i), 100+i)
+	}
+	b.publish(t, bodies...)
+	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 20})
+}

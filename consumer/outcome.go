@@ -55,6 +55,9 @@ func waitLease() outcome { return outcome{kind: outcomeRetry, reason: "leased el
 // classify turns a CRM answer into an outcome:
 //   - 2xx and 409 (it exists already): synced;
 //   - a permanent refusal (4xx but 408 and 429): rejected, dead-lettered;
+//     except 401 and 403, which say our credentials are wrong, not the
+//     customer: those count as failures and open the circuit, rather than
+//     rejecting a whole import;
 //   - anything else (5xx, 408, 429, timeouts, connection errors): retried
 //     through the retry queues, failed and dead-lettered once attempts are
 //     exhausted.
@@ -62,7 +65,7 @@ func classify(res crm.Result, err error, attempts, maxAttempts int) outcome {
 	switch {
 	case err == nil:
 		return outcome{kind: outcomeAck, reason: "synced", attempts: attempts, crmID: res.ID}
-	case crm.IsPermanent(err):
+	case crm.IsPermanent(err) && !isAuthError(err):
 		return outcome{kind: outcomeDead, reason: reasonCRMRejected, err: err, attempts: attempts}
 	case attempts >= maxAttempts:
 		return outcome{kind: outcomeDead, reason: reasonCRMExhausted, err: err, attempts: attempts}
@@ -85,6 +88,8 @@ func (o outcome) settle(email string) pgstore.Outcome {
 	}
 }
 
+// errText is an error as Postgres and message headers can take it: valid
+// UTF-8 (a CRM's answer may be anything), no NUL, at most 1 KiB.
 func errText(err error) string {
 	if err == nil {
 		return ""
@@ -135,7 +140,7 @@ func newBreaker(cfg Config, logger *slog.Logger) *gobreaker.CircuitBreaker[crm.R
 		Timeout:     cfg.CircuitOpen,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(cfg.CircuitFailures) }, //nolint:gosec // validated positive
 		IsSuccessful: func(err error) bool {
-			return err == nil || crm.IsPermanent(err) || isRateLimited(err)
+			return err == nil || (crm.IsPermanent(err) && !isAuthError(err)) || isRateLimited(err)
 		},
 		IsExcluded: func(err error) bool {
 			return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
@@ -157,4 +162,10 @@ func newBreaker(cfg Config, logger *slog.Logger) *gobreaker.CircuitBreaker[crm.R
 func isRateLimited(err error) bool {
 	se, ok := errors.AsType[*crm.StatusError](err)
 	return ok && se.Status == http.StatusTooManyRequests
+}
+
+// isAuthError reports a 401 or 403: the CRM refuses us, not the customer.
+func isAuthError(err error) bool {
+	se, ok := errors.AsType[*crm.StatusError](err)
+	return ok && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden)
 }

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -123,6 +125,7 @@ func (w *worker) session(ctx context.Context) (connected bool, err error) {
 		return false, fmt.Errorf("consume %s: %w", w.top.Queue(), err)
 	}
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	w.logger.Info("consuming", "queue", w.top.Queue(), "prefetch", w.cfg.Prefetch, "amqp", rabbit.Redact(w.cfg.AMQPURL))
 	w.metrics.setConsuming(true)
 	defer w.metrics.setConsuming(false)
@@ -168,13 +171,19 @@ func (w *worker) session(ctx context.Context) (connected bool, err error) {
 		})
 	}
 	defer func() {
+		if ctx.Err() == nil {
+			// Not a shutdown: the connection or a runner failed, and the
+			// batches in hand died with the channel. Stop them now rather
+			// than let them wait out a CRM or Postgres outage.
+			stopRunners()
+		}
 		close(batches)
 		wg.Wait()
 		stopRunners()
 	}()
 
 	for {
-		batch, err := collect(ctx, deliveries, w.cfg.BatchSize, w.cfg.BatchWait)
+		batch, err := collect(ctx, hctx.Done(), deliveries, w.cfg.BatchSize, w.cfg.BatchWait)
 		if len(batch) > 0 {
 			select {
 			case batches <- taken{deliveries: batch, ack: acks.add(batch)}:
@@ -193,8 +202,19 @@ func (w *worker) session(ctx context.Context) (connected bool, err error) {
 		default:
 		}
 		if err != nil {
-			if cerr, ok := <-closed; ok && cerr != nil {
-				return true, fmt.Errorf("connection closed: %w", cerr)
+			// The connection's error, when it is what closed, is already
+			// here; the channel alone may have closed (a consumer timeout,
+			// the queue deleted), and then there is none to wait for.
+			select {
+			case cerr, ok := <-closed:
+				if ok && cerr != nil {
+					return true, fmt.Errorf("connection closed: %w", cerr)
+				}
+			case cerr, ok := <-chClosed:
+				if ok && cerr != nil {
+					return true, fmt.Errorf("consuming channel closed: %w", cerr)
+				}
+			default:
 			}
 			return true, err
 		}
@@ -210,8 +230,9 @@ func (w *worker) session(ctx context.Context) (connected bool, err error) {
 var errDeliveriesClosed = errors.New("delivery channel closed")
 
 // collect takes up to limit deliveries: it waits for the first as long as
-// needed, then up to wait for the rest.
-func collect(ctx context.Context, deliveries <-chan amqp.Delivery, limit int, wait time.Duration) ([]amqp.Delivery, error) {
+// needed, then up to wait for the rest. It gives up early when ctx is done or
+// stop closes (a batch runner failed).
+func collect(ctx context.Context, stop <-chan struct{}, deliveries <-chan amqp.Delivery, limit int, wait time.Duration) ([]amqp.Delivery, error) {
 	var batch []amqp.Delivery
 	select {
 	case d, ok := <-deliveries:
@@ -220,6 +241,8 @@ func collect(ctx context.Context, deliveries <-chan amqp.Delivery, limit int, wa
 		}
 		batch = append(batch, d)
 	case <-ctx.Done():
+		return nil, nil
+	case <-stop:
 		return nil, nil
 	}
 	timer := time.NewTimer(wait)
@@ -234,6 +257,8 @@ func collect(ctx context.Context, deliveries <-chan amqp.Delivery, limit int, wa
 		case <-timer.C:
 			return batch, nil
 		case <-ctx.Done():
+			return batch, nil
+		case <-stop:
 			return batch, nil
 		}
 	}
@@ -437,10 +462,13 @@ func (w *worker) drive(ctx context.Context, owner string, emails []string, byEma
 			// Shutdown cut the calls short: hand the whole batch back
 			// (nothing is acked) and release every lease so that its
 			// redelivery need not wait for them to expire.
+			var uncalled []string
 			for _, it := range calls {
-				settle = append(settle, pgstore.Outcome{Email: it.c.Email})
+				if it.out.kind == outcomeNone {
+					uncalled = append(uncalled, it.c.Email)
+				}
 			}
-			w.releaseOnError(owner, settle)
+			w.releaseOnError(owner, settle, uncalled...)
 			return nil, fmt.Errorf("CRM calls interrupted: %w", context.Cause(ctx))
 		}
 		emails = emails[:0]
@@ -453,6 +481,13 @@ func (w *worker) drive(ctx context.Context, owner string, emails []string, byEma
 			}); err != nil {
 				w.releaseOnError(owner, settle)
 				return nil, fmt.Errorf("release customers: %w", err)
+			}
+			// Deferred by a probing circuit or a near-expired lease: a
+			// short pause, so that the next round is not a busy loop of
+			// leases and releases.
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	}
@@ -504,21 +539,39 @@ func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]p
 		mu       sync.Mutex
 		deferred []*item
 	)
+	leasedAt := time.Now()
+	// Call only while the lease outlasts the call with a margin: a tenth of
+	// the slack between them, at most a second (--lease > --crm-timeout).
+	margin := min(time.Second, (w.cfg.Lease-w.cfg.CRMTimeout)/10)
+	callBy := w.cfg.Lease - w.cfg.CRMTimeout - margin
+	defer1 := func(it *item) {
+		mu.Lock()
+		deferred = append(deferred, it)
+		mu.Unlock()
+	}
 	for _, it := range calls {
 		w.crmSlots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-w.crmSlots }()
-			attempts := claims[it.c.Email].Attempts
-			res, err := w.breaker.Execute(func() (crm.Result, error) { return w.createCustomer(ctx, it.c) })
+			// Waiting for a slot or out a Retry-After may have eaten the
+			// lease: call only while it outlasts the call, so that nobody
+			// else can have taken it meanwhile.
+			if err := w.gate.wait(ctx); err != nil {
+				return
+			}
+			if time.Since(leasedAt) > callBy {
+				defer1(it)
+				return
+			}
+			cl := claims[it.c.Email]
+			res, err := w.breaker.Execute(func() (crm.Result, error) { return w.createCustomer(ctx, cl.Customer) })
 			switch {
 			case ctx.Err() != nil:
 				// shutdown: no outcome; drive releases the lease
 			case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests), isRateLimited(err):
-				mu.Lock()
-				deferred = append(deferred, it)
-				mu.Unlock()
+				defer1(it)
 			default:
-				it.out = classify(res, err, attempts, w.cfg.MaxAttempts)
+				it.out = classify(res, err, cl.Attempts, w.cfg.MaxAttempts)
 			}
 		})
 	}
@@ -540,12 +593,13 @@ func (w *worker) waitCircuit(ctx context.Context) error {
 	return nil
 }
 
-// createCustomer makes one CRM call, first waiting out any Retry-After the
-// CRM gave this process: a 429 slows every worker, not only the one told.
+// createCustomer makes one CRM call; a Retry-After in the answer closes the
+// gate every call of the process waits on (callCRM), not only this one.
+//
+// It sends the customer as stored (its first insert), not the delivery's
+// copy, so that Postgres and the CRM hold the same data whichever row of an
+// export drives the creation.
 func (w *worker) createCustomer(ctx context.Context, c customer.Customer) (crm.Result, error) {
-	if err := w.gate.wait(ctx); err != nil {
-		return crm.Result{}, err
-	}
 	started := time.Now()
 	res, err := w.crm.CreateCustomer(ctx, customer.IdempotencyKey(c.Email), crm.Customer{
 		Email: c.Email, Name: c.Name, FirstName: c.FirstName, LastName: c.LastName, Phone: c.Phone, Attributes: c.Attributes,
@@ -598,27 +652,39 @@ func (w *worker) message(it *item) (rabbit.Message, bool) {
 }
 
 // releaseOnError gives back the leases of a batch that could not finish, so
-// its redelivery does not wait for them to expire.
-func (w *worker) releaseOnError(owner string, outcomes []pgstore.Outcome) {
-	if len(outcomes) == 0 {
-		return
-	}
-	release := make([]pgstore.Outcome, len(outcomes))
-	for i, o := range outcomes {
-		release[i] = pgstore.Outcome{Email: o.Email, State: pgstore.StatePending, Error: "batch not completed"}
-	}
+// its redelivery does not wait for them to expire. Customers whose CRM call
+// was made keep the attempt; those never called get it back.
+func (w *worker) releaseOnError(owner string, called []pgstore.Outcome, uncalled ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := w.store.Settle(ctx, owner, release); err != nil {
-		w.logger.Warn("could not release leases; they expire on their own", "error", err, "lease", w.cfg.Lease.String())
+	if len(called) > 0 {
+		release := make([]pgstore.Outcome, len(called))
+		for i, o := range called {
+			release[i] = pgstore.Outcome{Email: o.Email, State: pgstore.StatePending, Error: "batch not completed"}
+		}
+		if err := w.store.Settle(ctx, owner, release); err != nil {
+			w.logger.Warn("could not release leases; they expire on their own", "error", err, "lease", w.cfg.Lease.String())
+		}
+	}
+	if len(uncalled) > 0 {
+		if err := w.store.Release(ctx, owner, uncalled); err != nil {
+			w.logger.Warn("could not release leases; they expire on their own", "error", err, "lease", w.cfg.Lease.String())
+		}
 	}
 }
 
+// truncate makes s fit for a text column or header: invalid UTF-8 and NUL
+// bytes replaced, cut to at most n bytes on a character boundary.
 func truncate(s string, n int) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 	if len(s) <= n {
 		return s
 	}
-	return s[:n]
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 // log reports the batch: one debug line, and a line per dead letter.

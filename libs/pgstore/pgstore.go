@@ -266,6 +266,9 @@ type Claim struct {
 	// Busy is true when the customer is pending under another worker's
 	// live lease.
 	Busy bool
+	// Customer is the customer as stored (its first insert), for a leased
+	// claim: what the CRM is sent.
+	Customer customer.Customer
 }
 
 // Lease takes the CRM lease, for owner and for the given duration, on every
@@ -295,7 +298,8 @@ WITH candidates AS (
     RETURNING c.id, c.crm_attempts
 )
 SELECT c.email, c.crm_state, coalesce(l.crm_attempts, c.crm_attempts), l.id IS NOT NULL,
-       l.id IS NULL AND c.crm_state = 'pending' AND coalesce(c.crm_lease_until > now(), false)
+       l.id IS NULL AND c.crm_state = 'pending' AND coalesce(c.crm_lease_until > now(), false),
+       c.name, c.first_name, c.last_name, c.phone, c.attributes, c.source, c.source_row
 FROM customers c LEFT JOIN leased l ON l.id = c.id
 WHERE c.email = ANY($1)`
 	rows, err := s.pool.Query(ctx, q, emails, owner, d.Seconds())
@@ -303,8 +307,21 @@ WHERE c.email = ANY($1)`
 		return nil, fmt.Errorf("lease %d customers: %w", len(emails), err)
 	}
 	claims := make(map[string]Claim, len(emails))
-	var c Claim
-	_, err = pgx.ForEachRow(rows, []any{&c.Email, &c.State, &c.Attempts, &c.Leased, &c.Busy}, func() error {
+	var (
+		c     Claim
+		attrs map[string]string
+	)
+	cu := &c.Customer
+	_, err = pgx.ForEachRow(rows, []any{
+		&c.Email, &c.State, &c.Attempts, &c.Leased, &c.Busy,
+		&cu.Name, &cu.FirstName, &cu.LastName, &cu.Phone, &attrs, &cu.Source, &cu.Row,
+	}, func() error {
+		cu.Email = c.Email
+		cu.Attributes = nil
+		if len(attrs) > 0 {
+			cu.Attributes = attrs
+		}
+		attrs = nil
 		claims[c.Email] = c
 		return nil
 	})

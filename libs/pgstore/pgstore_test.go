@@ -214,3 +214,16 @@ func TestReleaseRefundsTheAttempt(t *testing.T) {
 	require.True(t, c["a@x.com"].Leased, "released leases are free for anyone")
 	require.Equal(t, 1, c["a@x.com"].Attempts, "a released lease costs no attempt")
 }
+
+func TestLeaseReturnsTheStoredCustomer(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	first := customer.Customer{Email: "a@x.com", Name: "First Row", Phone: "1", Attributes: map[string]string{"id": "7"}, Source: "f.csv#ab", Row: 7}
+	_, err := s.InsertNew(t.Context(), []customer.Customer{first})
+	require.NoError(t, err)
+	_, err = s.InsertNew(t.Context(), []customer.Customer{{Email: "a@x.com", Name: "Later Row"}})
+	require.NoError(t, err)
+	c, err := s.Lease(t.Context(), []string{"a@x.com"}, "w", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, first, c["a@x.com"].Customer, "the CRM gets what Postgres holds")
+}

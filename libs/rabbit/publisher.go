@@ -28,7 +28,7 @@ type Publisher struct {
 	done    chan struct{}
 
 	mu       sync.Mutex
-	returned map[string]amqp.Return // by MessageId, until looked at
+	returned map[string][]amqp.Return // by MessageId, until looked at (ids may repeat: a resent row)
 	first    *amqp.Return
 }
 
@@ -47,7 +47,7 @@ func NewPublisher(conn *amqp.Connection) (*Publisher, error) {
 		returns:  ch.NotifyReturn(make(chan amqp.Return)),
 		barrier:  ch.NotifyReturn(make(chan amqp.Return)),
 		done:     make(chan struct{}),
-		returned: map[string]amqp.Return{},
+		returned: map[string][]amqp.Return{},
 	}
 	// amqp091-go's reader hands a return to each listener in turn, blocking,
 	// before it reads the ack that follows it. Receiving on the second,
@@ -59,7 +59,7 @@ func NewPublisher(conn *amqp.Connection) (*Publisher, error) {
 		defer close(p.done)
 		for r := range p.returns {
 			p.mu.Lock()
-			p.returned[r.MessageId] = r
+			p.returned[r.MessageId] = append(p.returned[r.MessageId], r)
 			if p.first == nil {
 				p.first = &r
 			}
@@ -96,8 +96,17 @@ func (p *Publisher) Wait(ctx context.Context, dc *amqp.DeferredConfirmation, mes
 	// A return precedes its ack on the wire and is recorded before the ack
 	// is read (see NewPublisher).
 	p.mu.Lock()
-	r, returned := p.returned[messageID]
-	delete(p.returned, messageID)
+	rs := p.returned[messageID]
+	var r amqp.Return
+	returned := len(rs) > 0
+	if returned {
+		r = rs[0]
+		if len(rs) == 1 {
+			delete(p.returned, messageID)
+		} else {
+			p.returned[messageID] = rs[1:]
+		}
+	}
 	p.mu.Unlock()
 	if returned {
 		return fmt.Errorf("%w: exchange %q key %q: %s", ErrReturned, r.Exchange, r.RoutingKey, r.ReplyText)
