@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -158,7 +159,7 @@ type pipeline struct {
 func newPipeline(t *testing.T, crmFlags ...string) *pipeline {
 	t.Helper()
 	db := testenv.MigratedPostgres(t)
-	top := testenv.Topology(t)
+	top := testenv.Topology(t, 100*time.Millisecond, 300*time.Millisecond, time.Second)
 	addr := freeAddr(t)
 	start(t, "mockcrm", nil, append([]string{"--addr", addr}, crmFlags...)...)
 	crmURL := "http://" + addr
@@ -176,7 +177,7 @@ func newPipeline(t *testing.T, crmFlags ...string) *pipeline {
 			"DATABASE_URL=" + testenv.DatabaseURLWithSchema(t, db),
 			"CRM_URL=" + crmURL,
 			"QUEUE_PREFIX=" + top.Prefix,
-			"RETRY_DELAYS=100ms,300ms,1s",
+			"RETRY_DELAYS=" + retryDelays(top),
 			"CONSUMER_MAX_ATTEMPTS=30",
 			"CONSUMER_LEASE=20s",
 			"CRM_TIMEOUT=5s",
@@ -305,4 +306,13 @@ func TestSeedImports(t *testing.T) {
 			}
 		})
 	}
+}
+
+// retryDelays formats the topology's retry steps for RETRY_DELAYS.
+func retryDelays(top rabbit.Topology) string {
+	steps := make([]string, len(top.RetryDelays))
+	for i, d := range top.RetryDelays {
+		steps[i] = d.String()
+	}
+	return strings.Join(steps, ",")
 }

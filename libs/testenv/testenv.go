@@ -220,15 +220,17 @@ func DatabaseURLWithSchema(t testing.TB, cfg pgstore.Config) string {
 	return u.String()
 }
 
-// Topology returns a topology with names of its own and retry steps short
-// enough for a test; its queues and exchanges are deleted when the test ends.
-func Topology(t testing.TB) rabbit.Topology {
+// Topology returns a topology with names of its own and the given retry
+// steps (default: steps short enough for a test); its queues and exchanges
+// are deleted when the test ends. A consumer run for the test must use the
+// same steps, or its retry queues outlive the test.
+func Topology(t testing.TB, retryDelays ...time.Duration) rabbit.Topology {
 	t.Helper()
 	u := AMQPURL(t)
-	top := rabbit.Topology{
-		Prefix:      Name(t),
-		RetryDelays: []time.Duration{50 * time.Millisecond, 200 * time.Millisecond},
-	}.WithDefaults()
+	if len(retryDelays) == 0 {
+		retryDelays = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}
+	}
+	top := rabbit.Topology{Prefix: Name(t), RetryDelays: retryDelays}.WithDefaults()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
