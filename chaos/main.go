@@ -11,27 +11,7 @@
 // when a check fails.
 package main
 
-import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/custimport/custimport/libs/cli"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, errChecksFailed):
-		fmt.Fprintln(os.Stderr, "chaos:", err)
-		os.Exit(1)
-	default:
-		fmt.Fprintln(os.Stderr, "chaos:", err)
-		os.Exit(2)
-	}
-}
+// main exits 1 when a check failed, 2 when the run could not be made.
+func main() { cli.Main("chaos", run) }

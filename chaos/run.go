@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,13 +16,24 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/custimport/custimport/libs/cli"
 	"github.com/custimport/custimport/libs/crm/crmmock"
 )
 
 // refusedRows is the size of the file whose customers the CRM refuses.
 const refusedRows = 20
 
+// run is chaos's body: a failed check exits 1, a run that could not be made
+// (a service down, a bad flag) exits 2.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	err := runChaos(ctx, args, getenv, stdout, stderr)
+	if err != nil && !errors.Is(err, errChecksFailed) && !errors.Is(err, flag.ErrHelp) {
+		return &cli.ExitError{Code: 2, Err: err}
+	}
+	return err
+}
+
+func runChaos(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err

@@ -13,27 +13,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/custimport/custimport/libs/buildinfo"
+	"github.com/custimport/custimport/libs/cli"
 	"github.com/custimport/custimport/libs/crm/crmmock"
 )
 
 // version is stamped by release builds: -ldflags "-X main.version=v1.2.3".
 var version = buildinfo.Dev
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mockcrm:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("mockcrm", run) }
 
 // run serves until ctx ends, then shuts down within the configured bound.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
