@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http/httptest"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/custimport/custimport/libs/pgstore"
 	"github.com/custimport/custimport/libs/rabbit"
 	"github.com/custimport/custimport/libs/testenv"
+	"github.com/custimport/custimport/migrations"
 )
 
 // syncBuffer is a bytes.Buffer safe for a consumer's logs and a test's reads.
@@ -298,9 +300,16 @@ func TestMigrateCommand(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": testenv.DatabaseURLWithSchema(t, db)}
 	var stdout syncBuffer
 	require.NoError(t, run(t.Context(), []string{"migrate"}, func(k string) string { return env[k] }, &stdout, &syncBuffer{}))
-	require.Contains(t, stdout.String(), "applied 1 migration")
-	_, err := pgstore.Open(t.Context(), db)
+	files, err := fs.Glob(migrations.FS, "*.sql")
 	require.NoError(t, err)
+	require.Contains(t, stdout.String(), fmt.Sprintf("applied %d migration(s)", len(files)))
+	store, err := pgstore.Open(t.Context(), db)
+	require.NoError(t, err)
+	store.Close()
+
+	var again syncBuffer
+	require.NoError(t, run(t.Context(), []string{"migrate"}, func(k string) string { return env[k] }, &again, &syncBuffer{}))
+	require.Contains(t, again.String(), "applied 0 migration(s)", "a second migrate has nothing to do")
 }
 
 func TestBadFlagsAreNamed(t *testing.T) {
