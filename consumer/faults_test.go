@@ -255,14 +255,16 @@ func TestQueueDeletedUnderConsumerRecovers(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, ch.Close())
 
-	// The publisher re-declares nothing: wait for the consumer to do it.
+	// The publisher re-declares nothing: wait for the consumer to declare
+	// and bind the queue again and consume from it (it binds before it
+	// consumes).
 	require.Eventually(t, func() bool {
 		ch, err := b.conn.Channel()
 		require.NoError(t, err)
 		defer ch.Close()
-		_, err = ch.QueueDeclarePassive(b.top.Queue(), true, false, false, false, nil)
-		return err == nil
-	}, 20*time.Second, 50*time.Millisecond, "the consumer did not declare its queue again")
+		q, err := ch.QueueDeclarePassive(b.top.Queue(), true, false, false, false, nil)
+		return err == nil && q.Consumers > 0
+	}, 20*time.Second, 50*time.Millisecond, "the consumer did not come back on its queue")
 	bodies := make([][]byte, 10)
 	for i := range bodies {
 		bodies[i] = body(t, fmt.Sprintf("later%d@example.com", i), 100+i)

@@ -205,6 +205,7 @@ func startPosition(cfg Config, fp string, logger *slog.Logger) (csvsource.Positi
 }
 
 func (p *producer) pipeline(ctx context.Context, src *csvsource.Reader) error {
+	from := p.bytes.Load() // where this run starts reading, for the progress bar
 	conns := &connector{url: p.cfg.AMQPURL, name: "producer " + p.source, top: p.top, timeout: p.cfg.ReconnectTimeout, logger: p.logger}
 	defer conns.close()
 	if !p.cfg.DryRun {
@@ -242,7 +243,7 @@ func (p *producer) pipeline(ctx context.Context, src *csvsource.Reader) error {
 	var bg errgroup.Group
 	bg.Go(func() error { return p.checkpointer(stop) })
 	if p.cfg.progressTo != nil {
-		bg.Go(func() error { p.drawProgress(p.cfg.progressTo, stop); return nil })
+		bg.Go(func() error { p.drawProgress(p.cfg.progressTo, from, stop); return nil })
 	}
 	err := g.Wait()
 	close(stop)

@@ -45,10 +45,10 @@ func isTerminal(w io.Writer) bool {
 // bytes, since a file's row count is not known before it is read; rows,
 // rows/s, published and rejected go in its description, and the ETA comes
 // from the bytes.
-func (p *producer) drawProgress(out io.Writer, stop <-chan struct{}) {
-	// A resumed run measures only what is left, so that the rate and the
-	// ETA are this run's.
-	start := p.bytes.Load()
+//
+// A resumed run measures only what is left from start, its first byte, so
+// that the rate and the ETA are this run's.
+func (p *producer) drawProgress(out io.Writer, start int64, stop <-chan struct{}) {
 	total := p.size - start
 	if p.size <= 0 {
 		total = -1 // unknown size (a pipe): a spinner
