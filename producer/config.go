@@ -87,7 +87,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Int(&c.Window, "window", "PRODUCER_WINDOW", 256, "unconfirmed messages allowed per channel")
 	s.String(&c.Header, "header", "PRODUCER_HEADER", csvsource.HeaderAuto, "is the first row a header: auto, yes or no")
 	s.List(&c.Columns, "columns", "PRODUCER_COLUMNS", nil, "comma-separated column `names` (email, name, first_name, last_name, phone, or any other), for files without a header")
-	s.String(&c.Delimiter, "delimiter", "PRODUCER_DELIMITER", "", "field delimiter: , ; tab, or empty to detect")
+	s.String(&c.Delimiter, "delimiter", "PRODUCER_DELIMITER", "", "field delimiter: , ; | or tab, or empty to detect (| is never detected)")
 	s.String(&c.Encoding, "encoding", "PRODUCER_ENCODING", csvsource.EncodingAuto, "auto (UTF-8, falling back to Windows-1252 per field), utf-8 or windows-1252")
 	s.String(&c.Rejects, "rejects", "PRODUCER_REJECTS", "", "rejects report `path` (default <file>.rejects.csv)")
 	s.String(&c.Checkpoint, "checkpoint", "PRODUCER_CHECKPOINT", "", "checkpoint `path` (default <file>.checkpoint)")
