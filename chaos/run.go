@@ -140,9 +140,11 @@ func (h *harness) chaos(runCtx, ctx context.Context) (*observed, error) {
 		o.MainRun, prodErr = h.importFile(runCtx, "producer", mainFile, killAt)
 	})
 
-	gapMin, gapMax := 2*time.Second, 6*time.Second
+	// Gaps short enough that every kind of fault strikes while a fast
+	// import still runs (50,000 rows take well under a minute here).
+	gapMin, gapMax := time.Second, 2500*time.Millisecond
 	if cfg.Short {
-		gapMin, gapMax = time.Second, 3*time.Second
+		gapMin, gapMax = 500*time.Millisecond, 1500*time.Millisecond
 	}
 	inj := &injector{h: h, fleet: f, rng: rand.New(rand.NewPCG(seed+1, seed^0xC0FFEE)), n: cfg.Faults, gapMin: gapMin, gapMax: gapMax}
 	chaosCtx, stopChaos := context.WithCancel(runCtx)
@@ -170,6 +172,7 @@ func (h *harness) chaos(runCtx, ctx context.Context) (*observed, error) {
 		h.logger.Error("producer", "err", prodErr)
 	}
 	o.Faults = inj.counts()
+	o.Planned = cfg.Faults
 	o.Kills = f.kills
 	o.Exits = append(append(append(o.Exits, o.RefuseRun.Exits...), o.MainRun.Exits...), f.unexpectedExits()...)
 

@@ -26,6 +26,7 @@ type observed struct {
 	CRM       crmmock.Stats
 	Dead      []deadLetter
 	Faults    []kindCount
+	Planned   int // faults scheduled besides the producer kill
 	Kills     int
 	Exits     []exit
 	Converged bool
@@ -175,6 +176,27 @@ func (o *observed) checks() []check {
 		OK:      len(badDead) == 0 && len(notDead) == 0,
 		Detail:  fmt.Sprintf("%d dead letters; %d unexpected; %d refused customers not dead-lettered", len(o.Dead), len(badDead), len(notDead)),
 		Samples: sample(append(badDead, notDead...)),
+	})
+
+	// A run that ended before its faults struck proves little: each kind
+	// (as many kinds as faults were planned) and the producer kill must
+	// have happened.
+	wantKinds := min(o.Planned, len(faultWeights))
+	var missingKinds []string
+	struck := map[string]bool{}
+	for _, f := range o.Faults {
+		struck[f.name] = f.n > 0
+	}
+	for _, w := range faultWeights {
+		if !struck[string(w.kind)] {
+			missingKinds = append(missingKinds, string(w.kind))
+		}
+	}
+	cs = append(cs, check{
+		Name: "the faults struck while the import ran",
+		OK:   len(faultWeights)-len(missingKinds) >= wantKinds && o.MainRun.Killed > 0,
+		Detail: fmt.Sprintf("%d of %d kinds (%d wanted); producer SIGKILLed %d time(s); missing: %s",
+			len(faultWeights)-len(missingKinds), len(faultWeights), wantKinds, o.MainRun.Killed, strings.Join(missingKinds, ", ")),
 	})
 
 	var exits []string
