@@ -91,7 +91,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.Encoding, "encoding", "PRODUCER_ENCODING", csvsource.EncodingAuto, "auto (UTF-8, falling back to Windows-1252 per field), utf-8 or windows-1252")
 	s.String(&c.Rejects, "rejects", "PRODUCER_REJECTS", "", "rejects report `path` (default <file>.rejects.csv)")
 	s.String(&c.Checkpoint, "checkpoint", "PRODUCER_CHECKPOINT", "", "checkpoint `path` (default <file>.checkpoint)")
-	s.String(&c.StateDir, "state-dir", "PRODUCER_STATE_DIR", "", "`folder` for the default rejects report and checkpoint (default: next to --file)")
+	s.String(&c.StateDir, "state-dir", "PRODUCER_STATE_DIR", "", "`folder` for the default rejects report and checkpoint, created if missing (default: next to --file)")
 	s.Bool(&c.Resume, "resume", "PRODUCER_RESUME", false, "continue from the checkpoint of an interrupted run")
 	s.Bool(&c.DryRun, "dry-run", "PRODUCER_DRY_RUN", false, "validate the file and write the rejects report, publish nothing")
 	s.String(&c.AMQPURL, "amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "RabbitMQ `URL`")

@@ -108,6 +108,11 @@ func produce(ctx context.Context, cfg Config, logger *slog.Logger) (*Summary, er
 	if err != nil {
 		return nil, err
 	}
+	if cfg.StateDir != "" {
+		if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+			return nil, fmt.Errorf("create --state-dir: %w", err)
+		}
+	}
 
 	start, done, err := startPosition(cfg, fp, logger)
 	if err != nil {

@@ -111,3 +111,12 @@ func TestProducerVersion(t *testing.T) {
 	require.NoError(t, run(t.Context(), []string{"--version"}, func(string) string { return "" }, &stdout, &progressBuffer{}))
 	require.Regexp(t, `^producer \S+ go\S+\n$`, stdout.String())
 }
+
+func TestStateDirIsCreated(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "state", "imports")
+	var stdout, stderr progressBuffer
+	getenv := func(string) string { return "" }
+	require.NoError(t, run(t.Context(), []string{"--file", "testdata/excel_export.csv", "--dry-run", "--state-dir", dir}, getenv, &stdout, &stderr))
+	require.FileExists(t, filepath.Join(dir, "excel_export.csv.rejects.csv"))
+}
