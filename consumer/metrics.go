@@ -165,6 +165,8 @@ func crmOutcome(res crm.Result, err error) string {
 		return crmExisted
 	case err == nil:
 		return crmSynced
+	case isAuthError(err):
+		return crmTransient // our credentials, not the customer: see classify
 	case crm.IsPermanent(err):
 		return crmRejected
 	default:

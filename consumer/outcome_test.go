@@ -78,3 +78,21 @@ func TestTruncateKeepsTextStorable(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// The metric label agrees with classify: a credentials problem is an
+// outage, not a rejected customer.
+func TestCRMOutcomeLabel(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nil, crmSynced},
+		{&crm.StatusError{Status: 401}, crmTransient},
+		{&crm.StatusError{Status: 403}, crmTransient},
+		{&crm.StatusError{Status: 422}, crmRejected},
+		{&crm.StatusError{Status: 503}, crmTransient},
+	} {
+		require.Equal(t, tc.want, crmOutcome(crm.Result{}, tc.err), "%v", tc.err)
+	}
+}

@@ -172,10 +172,12 @@ func (w *worker) session(ctx context.Context) (connected bool, err error) {
 	}
 	defer func() {
 		if ctx.Err() == nil {
-			// Not a shutdown: the connection or a runner failed, and the
-			// batches in hand died with the channel. Stop them now rather
-			// than let them wait out a CRM or Postgres outage.
-			stopRunners()
+			// Not a shutdown: the connection or a runner failed. Batches in
+			// hand may still finish their CRM calls and write what they
+			// learnt (only their acks died with the channel), but they do
+			// not wait out a CRM or Postgres outage before the reconnect.
+			grace := time.AfterFunc(w.cfg.CRMTimeout+5*time.Second, stopRunners)
+			defer grace.Stop()
 		}
 		close(batches)
 		wg.Wait()
@@ -289,6 +291,9 @@ type item struct {
 	d   amqp.Delivery
 	c   customer.Customer
 	out outcome
+	// called is set when the CRM call was sent: one cut off before its
+	// answer may still be running at the CRM.
+	called bool
 }
 
 func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, batch []amqp.Delivery, owner string) error {
@@ -350,6 +355,14 @@ func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, batch []amqp
 		if _, err := withDB(ctx, w, "settle", func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, w.store.Settle(ctx, owner, settle)
 		}); err != nil {
+			// Stopped while writing them: the retry copies and dead letters
+			// are out, so the outcomes are final; one last try, or the
+			// leases expire and a redelivery drives the customers again.
+			last, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if lerr := w.store.Settle(last, owner, settle); lerr != nil {
+				w.logger.Warn("could not write CRM outcomes; their leases expire on their own", "error", lerr, "lease", w.cfg.Lease.String())
+			}
 			return fmt.Errorf("settle customers: %w", err)
 		}
 	}
@@ -460,11 +473,13 @@ func (w *worker) drive(ctx context.Context, owner string, emails []string, byEma
 		}
 		if interrupted {
 			// Shutdown cut the calls short: hand the whole batch back
-			// (nothing is acked) and release every lease so that its
-			// redelivery need not wait for them to expire.
+			// (nothing is acked) and release the leases of customers whose
+			// call was not sent, so that their redelivery need not wait. A
+			// call cut off in flight may still run at the CRM: its lease
+			// stays until it expires, so nobody calls alongside it.
 			var uncalled []string
 			for _, it := range calls {
-				if it.out.kind == outcomeNone {
+				if it.out.kind == outcomeNone && !it.called {
 					uncalled = append(uncalled, it.c.Email)
 				}
 			}
@@ -479,7 +494,7 @@ func (w *worker) drive(ctx context.Context, owner string, emails []string, byEma
 			if _, err := withDB(ctx, w, "release", func(ctx context.Context) (struct{}, error) {
 				return struct{}{}, w.store.Release(ctx, owner, emails)
 			}); err != nil {
-				w.releaseOnError(owner, settle)
+				w.releaseOnError(owner, settle, emails...)
 				return nil, fmt.Errorf("release customers: %w", err)
 			}
 			// Deferred by a probing circuit or a near-expired lease: a
@@ -564,10 +579,11 @@ func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]p
 				return
 			}
 			cl := claims[it.c.Email]
+			it.called = true
 			res, err := w.breaker.Execute(func() (crm.Result, error) { return w.createCustomer(ctx, cl.Customer) })
 			switch {
 			case ctx.Err() != nil:
-				// shutdown: no outcome; drive releases the lease
+				// cut off: no outcome; drive keeps or releases the lease
 			case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests), isRateLimited(err):
 				defer1(it)
 			default:
@@ -658,9 +674,15 @@ func (w *worker) releaseOnError(owner string, called []pgstore.Outcome, uncalled
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if len(called) > 0 {
+		// A synced answer is final and needs no message; a rejection or
+		// exhaustion is final only with its dead letter, which was not
+		// sent: back to pending.
 		release := make([]pgstore.Outcome, len(called))
 		for i, o := range called {
-			release[i] = pgstore.Outcome{Email: o.Email, State: pgstore.StatePending, Error: "batch not completed"}
+			release[i] = o
+			if o.State != pgstore.StateSynced {
+				release[i] = pgstore.Outcome{Email: o.Email, State: pgstore.StatePending, Error: "batch not completed"}
+			}
 		}
 		if err := w.store.Settle(ctx, owner, release); err != nil {
 			w.logger.Warn("could not release leases; they expire on their own", "error", err, "lease", w.cfg.Lease.String())
