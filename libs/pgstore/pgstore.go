@@ -309,7 +309,7 @@ WHERE c.email = ANY($1)`
 	claims := make(map[string]Claim, len(emails))
 	var (
 		c     Claim
-		attrs map[string]string
+		attrs map[string]any // any JSON: a row may have been written by other tools
 	)
 	cu := &c.Customer
 	_, err = pgx.ForEachRow(rows, []any{
@@ -319,7 +319,15 @@ WHERE c.email = ANY($1)`
 		cu.Email = c.Email
 		cu.Attributes = nil
 		if len(attrs) > 0 {
-			cu.Attributes = attrs
+			cu.Attributes = make(map[string]string, len(attrs))
+			for k, v := range attrs {
+				if str, ok := v.(string); ok {
+					cu.Attributes[k] = str
+				} else {
+					b, _ := json.Marshal(v) // a value decoded from JSON encodes again
+					cu.Attributes[k] = string(b)
+				}
+			}
 		}
 		attrs = nil
 		claims[c.Email] = c

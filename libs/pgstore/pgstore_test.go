@@ -227,3 +227,16 @@ func TestLeaseReturnsTheStoredCustomer(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, first, c["a@x.com"].Customer, "the CRM gets what Postgres holds")
 }
+
+// A row written by another tool, with attributes that are not all strings,
+// is still leased (a failed read would hold its batch as if Postgres were down).
+func TestLeaseReadsAnyAttributes(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	_, err := s.Pool().Exec(t.Context(), `INSERT INTO customers (email, attributes) VALUES ('b@x.com', '{"vip": true, "score": 7, "tag": "x"}')`)
+	require.NoError(t, err)
+	c, err := s.Lease(t.Context(), []string{"b@x.com"}, "w", time.Minute)
+	require.NoError(t, err)
+	require.True(t, c["b@x.com"].Leased)
+	require.Equal(t, map[string]string{"vip": "true", "score": "7", "tag": "x"}, c["b@x.com"].Customer.Attributes)
+}
