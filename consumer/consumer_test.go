@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
@@ -23,24 +22,6 @@ import (
 	"github.com/custimport/custimport/libs/testenv"
 	"github.com/custimport/custimport/migrations"
 )
-
-// syncBuffer is a bytes.Buffer safe for a consumer's logs and a test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type testBundle struct {
 	env   map[string]string
@@ -90,13 +71,13 @@ func setup(t *testing.T, crmCfg crmmock.Config) *testBundle {
 }
 
 // start runs a consumer until the test ends (or stop is called).
-func (b *testBundle) start(t *testing.T, extra ...string) (func() error, *syncBuffer) {
+func (b *testBundle) start(t *testing.T, extra ...string) (func() error, *testenv.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, extra, func(k string) string { return b.env[k] }, &syncBuffer{}, logs)
+		done <- run(ctx, extra, func(k string) string { return b.env[k] }, &testenv.Buffer{}, logs)
 	}()
 	var once sync.Once
 	var err error
@@ -288,8 +269,8 @@ func TestConsumerOnUnmigratedDatabaseSaysSo(t *testing.T) {
 	t.Parallel()
 	db := testenv.Postgres(t)
 	env := map[string]string{"DATABASE_URL": testenv.DatabaseURLWithSchema(t, db), "AMQP_URL": testenv.AMQPURL(t)}
-	var stderr syncBuffer
-	err := run(t.Context(), nil, func(k string) string { return env[k] }, &syncBuffer{}, &stderr)
+	var stderr testenv.Buffer
+	err := run(t.Context(), nil, func(k string) string { return env[k] }, &testenv.Buffer{}, &stderr)
 	require.ErrorIs(t, err, pgstore.ErrNotMigrated)
 	require.ErrorContains(t, err, "consumer migrate")
 }
@@ -298,8 +279,8 @@ func TestMigrateCommand(t *testing.T) {
 	t.Parallel()
 	db := testenv.Postgres(t)
 	env := map[string]string{"DATABASE_URL": testenv.DatabaseURLWithSchema(t, db)}
-	var stdout syncBuffer
-	require.NoError(t, run(t.Context(), []string{"migrate"}, func(k string) string { return env[k] }, &stdout, &syncBuffer{}))
+	var stdout testenv.Buffer
+	require.NoError(t, run(t.Context(), []string{"migrate"}, func(k string) string { return env[k] }, &stdout, &testenv.Buffer{}))
 	files, err := fs.Glob(migrations.FS, "*.sql")
 	require.NoError(t, err)
 	require.Contains(t, stdout.String(), fmt.Sprintf("applied %d migration(s)", len(files)))
@@ -307,8 +288,8 @@ func TestMigrateCommand(t *testing.T) {
 	require.NoError(t, err)
 	store.Close()
 
-	var again syncBuffer
-	require.NoError(t, run(t.Context(), []string{"migrate"}, func(k string) string { return env[k] }, &again, &syncBuffer{}))
+	var again testenv.Buffer
+	require.NoError(t, run(t.Context(), []string{"migrate"}, func(k string) string { return env[k] }, &again, &testenv.Buffer{}))
 	require.Contains(t, again.String(), "applied 0 migration(s)", "a second migrate has nothing to do")
 }
 
@@ -323,7 +304,7 @@ func TestBadFlagsAreNamed(t *testing.T) {
 		{[]string{"--retry-delays", "1s,x"}, "retry-delays"},
 		{[]string{"frobnicate"}, "unknown command"},
 	} {
-		err := run(t.Context(), tc.args, func(string) string { return "" }, &syncBuffer{}, &syncBuffer{})
+		err := run(t.Context(), tc.args, func(string) string { return "" }, &testenv.Buffer{}, &testenv.Buffer{})
 		require.ErrorContains(t, err, tc.want, tc.args)
 	}
 }

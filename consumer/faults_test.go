@@ -19,6 +19,7 @@ import (
 	"github.com/custimport/custimport/libs/crm/crmmock"
 	"github.com/custimport/custimport/libs/pgstore"
 	"github.com/custimport/custimport/libs/tcpproxy"
+	"github.com/custimport/custimport/libs/testenv"
 )
 
 var errCrash = errors.New("simulated crash")
@@ -216,8 +217,8 @@ func TestReplayBringsDeadLettersBackAfterAFix(t *testing.T) {
 
 	cfg.FailRate = 0 // the CRM is fixed
 	b.crm.SetConfig(cfg)
-	var stdout syncBuffer
-	err := run(t.Context(), []string{"replay", "--reason", reasonCRMExhausted}, func(k string) string { return b.env[k] }, &stdout, &syncBuffer{})
+	var stdout testenv.Buffer
+	err := run(t.Context(), []string{"replay", "--reason", reasonCRMExhausted}, func(k string) string { return b.env[k] }, &stdout, &testenv.Buffer{})
 	require.NoError(t, err)
 	require.Contains(t, stdout.String(), "replayed 20 dead letters with reason crm_attempts_exhausted")
 

@@ -19,6 +19,7 @@ import (
 	"github.com/custimport/custimport/libs/crm"
 	"github.com/custimport/custimport/libs/crm/crmmock"
 	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/testenv"
 )
 
 // get fetches url and returns the status and body.
@@ -139,7 +140,7 @@ var metricNames = []string{
 var httpAddrRE = regexp.MustCompile(`http_addr=(\S+)`)
 
 // httpAddr waits for the consumer to say where it serves HTTP.
-func httpAddr(t *testing.T, logs *syncBuffer) string {
+func httpAddr(t *testing.T, logs *testenv.Buffer) string {
 	t.Helper()
 	var addr string
 	require.Eventually(t, func() bool {
@@ -219,7 +220,7 @@ func TestHTTPAddrTakenIsAClearError(t *testing.T) {
 	t.Cleanup(taken.Close)
 	b := setup(t, crmmock.DefaultConfig())
 	b.env["CONSUMER_HTTP_ADDR"] = strings.TrimPrefix(taken.URL, "http://")
-	err := run(t.Context(), nil, func(k string) string { return b.env[k] }, &syncBuffer{}, &syncBuffer{})
+	err := run(t.Context(), nil, func(k string) string { return b.env[k] }, &testenv.Buffer{}, &testenv.Buffer{})
 	require.ErrorContains(t, err, "--http-addr")
 }
 
@@ -236,9 +237,9 @@ func TestEmptyHTTPAddrServesNothing(t *testing.T) {
 
 func TestBadHTTPAddrIsNamed(t *testing.T) {
 	t.Parallel()
-	err := run(t.Context(), []string{"--http-addr", "9090"}, func(string) string { return "" }, &syncBuffer{}, &syncBuffer{})
+	err := run(t.Context(), []string{"--http-addr", "9090"}, func(string) string { return "" }, &testenv.Buffer{}, &testenv.Buffer{})
 	require.ErrorContains(t, err, "--http-addr")
-	err = run(t.Context(), []string{"status", "--management-url", "ftp://ops:secret@localhost:15672"}, func(string) string { return "" }, &syncBuffer{}, &syncBuffer{})
+	err = run(t.Context(), []string{"status", "--management-url", "ftp://ops:secret@localhost:15672"}, func(string) string { return "" }, &testenv.Buffer{}, &testenv.Buffer{})
 	require.ErrorContains(t, err, "--management-url")
 	require.NotContains(t, fmt.Sprint(err), "secret", "a bad URL is not echoed: it may hold a password")
 }

@@ -59,8 +59,8 @@ func statusBundle(t *testing.T) *testBundle {
 
 func (b *testBundle) status(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var stdout syncBuffer
-	err := run(t.Context(), append([]string{"status"}, args...), func(k string) string { return b.env[k] }, &stdout, &syncBuffer{})
+	var stdout testenv.Buffer
+	err := run(t.Context(), append([]string{"status"}, args...), func(k string) string { return b.env[k] }, &stdout, &testenv.Buffer{})
 	return stdout.String(), err
 }
 
@@ -137,8 +137,8 @@ func TestStatusOfMissingQueuesAndUnmigratedDatabase(t *testing.T) {
 		"RETRY_DELAYS":            "50ms,200ms",
 		"RABBITMQ_MANAGEMENT_URL": "http://127.0.0.1:1",
 	}
-	var stdout syncBuffer
-	err := run(t.Context(), []string{"status"}, func(k string) string { return env[k] }, &stdout, &syncBuffer{})
+	var stdout testenv.Buffer
+	err := run(t.Context(), []string{"status"}, func(k string) string { return env[k] }, &stdout, &testenv.Buffer{})
 	require.ErrorIs(t, err, pgstore.ErrNotMigrated)
 	require.ErrorContains(t, err, "status incomplete")
 	out := stdout.String()
@@ -180,8 +180,8 @@ func TestConsumerHelpListsEveryFlagWithEnvAndDefault(t *testing.T) {
 	t.Parallel()
 	var asked []string
 	getenv := func(k string) string { asked = append(asked, k); return "" }
-	var stderr syncBuffer
-	err := run(t.Context(), []string{"--help"}, getenv, &syncBuffer{}, &stderr)
+	var stderr testenv.Buffer
+	err := run(t.Context(), []string{"--help"}, getenv, &testenv.Buffer{}, &stderr)
 	require.ErrorIs(t, err, flag.ErrHelp)
 	help := stderr.String()
 	require.NotEmpty(t, asked)
@@ -209,8 +209,8 @@ func TestConsumerHelpListsEveryFlagWithEnvAndDefault(t *testing.T) {
 
 func TestConsumerVersion(t *testing.T) {
 	t.Parallel()
-	var stdout syncBuffer
+	var stdout testenv.Buffer
 	// --version answers even where nothing else is configured.
-	require.NoError(t, run(t.Context(), []string{"--version"}, func(string) string { return "" }, &stdout, &syncBuffer{}))
+	require.NoError(t, run(t.Context(), []string{"--version"}, func(string) string { return "" }, &stdout, &testenv.Buffer{}))
 	require.Regexp(t, `^consumer \S+ go\S+\n$`, stdout.String())
 }

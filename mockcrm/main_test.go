@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,25 +13,8 @@ import (
 
 	"github.com/custimport/custimport/libs/crm"
 	"github.com/custimport/custimport/libs/crm/crmmock"
+	"github.com/custimport/custimport/libs/testenv"
 )
-
-// syncBuffer is a bytes.Buffer the server's logger and the test may share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func env(kv map[string]string) func(string) string {
 	return func(k string) string { return kv[k] }
@@ -45,7 +27,7 @@ var listeningRE = regexp.MustCompile(`listening on ([^\s"]+)`)
 func start(t *testing.T, args []string, getenv func(string) string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	stderr := &syncBuffer{}
+	stderr := &testenv.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, append([]string{"--addr", "127.0.0.1:0"}, args...), getenv, &bytes.Buffer{}, stderr)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,23 +20,6 @@ import (
 	"github.com/custimport/custimport/libs/tcpproxy"
 	"github.com/custimport/custimport/libs/testenv"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 type testBundle struct {
 	top  rabbit.Topology
@@ -68,7 +49,7 @@ func setup(t *testing.T) *testBundle {
 // run runs the producer and returns its summary and logs.
 func (b *testBundle) run(ctx context.Context, t *testing.T, args ...string) (Summary, string, error) {
 	t.Helper()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testenv.Buffer
 	err := run(ctx, args, func(k string) string { return b.env[k] }, &stdout, &stderr)
 	var s Summary
 	if out := stdout.String(); out != "" {
@@ -293,7 +274,7 @@ func TestResumeRefusesAChangedFile(t *testing.T) {
 
 func TestHelpListsEveryFlagWithItsEnvVar(t *testing.T) {
 	t.Parallel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testenv.Buffer
 	err := run(t.Context(), []string{"--help"}, func(string) string { return "" }, &stdout, &stderr)
 	require.ErrorIs(t, err, flag.ErrHelp)
 	for _, want := range []string{"--file path  (env PRODUCER_FILE", "--parallel int  (env PRODUCER_PARALLEL, default 4)", "--amqp-url URL  (env AMQP_URL", "--resume  (env PRODUCER_RESUME, default false)"} {

@@ -8,30 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/custimport/custimport/libs/testenv"
 )
-
-// progressBuffer is a bytes.Buffer the bar, the logger and the test can
-// share.
-type progressBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (p *progressBuffer) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.b.Write(b)
-}
-
-func (p *progressBuffer) String() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.b.String()
-}
 
 func TestProgressWriter(t *testing.T) {
 	t.Parallel()
@@ -66,7 +48,7 @@ func TestProgressBarShowsRowsAndBytes(t *testing.T) {
 	b.WriteString("Nobody,not-an-email\n")
 	require.NoError(t, os.WriteFile(file, []byte(b.String()), 0o600))
 
-	var stdout, stderr progressBuffer
+	var stdout, stderr testenv.Buffer
 	getenv := func(k string) string { return map[string]string{"PRODUCER_STATE_DIR": dir}[k] }
 	require.NoError(t, run(t.Context(), []string{"--file", file, "--dry-run", "--progress", "bar"}, getenv, &stdout, &stderr))
 	out := stderr.String()
@@ -79,7 +61,7 @@ func TestProgressBarShowsRowsAndBytes(t *testing.T) {
 
 func TestBadProgressModeIsNamed(t *testing.T) {
 	t.Parallel()
-	err := run(t.Context(), []string{"--file", "x.csv", "--progress", "fancy"}, func(string) string { return "" }, &progressBuffer{}, &progressBuffer{})
+	err := run(t.Context(), []string{"--file", "x.csv", "--progress", "fancy"}, func(string) string { return "" }, &testenv.Buffer{}, &testenv.Buffer{})
 	require.ErrorContains(t, err, "--progress")
 }
 
@@ -87,8 +69,8 @@ func TestProducerHelpListsEveryVariableAndDefault(t *testing.T) {
 	t.Parallel()
 	var asked []string
 	getenv := func(k string) string { asked = append(asked, k); return "" }
-	var stderr progressBuffer
-	err := run(t.Context(), []string{"--help"}, getenv, &progressBuffer{}, &stderr)
+	var stderr testenv.Buffer
+	err := run(t.Context(), []string{"--help"}, getenv, &testenv.Buffer{}, &stderr)
 	require.ErrorIs(t, err, flag.ErrHelp)
 	help := stderr.String()
 	require.NotEmpty(t, asked)
@@ -106,16 +88,16 @@ func TestProducerHelpListsEveryVariableAndDefault(t *testing.T) {
 
 func TestProducerVersion(t *testing.T) {
 	t.Parallel()
-	var stdout progressBuffer
+	var stdout testenv.Buffer
 	// --version needs no --file.
-	require.NoError(t, run(t.Context(), []string{"--version"}, func(string) string { return "" }, &stdout, &progressBuffer{}))
+	require.NoError(t, run(t.Context(), []string{"--version"}, func(string) string { return "" }, &stdout, &testenv.Buffer{}))
 	require.Regexp(t, `^producer \S+ go\S+\n$`, stdout.String())
 }
 
 func TestStateDirIsCreated(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "state", "imports")
-	var stdout, stderr progressBuffer
+	var stdout, stderr testenv.Buffer
 	getenv := func(string) string { return "" }
 	require.NoError(t, run(t.Context(), []string{"--file", "testdata/excel_export.csv", "--dry-run", "--state-dir", dir}, getenv, &stdout, &stderr))
 	require.FileExists(t, filepath.Join(dir, "excel_export.csv.rejects.csv"))
