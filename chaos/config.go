@@ -18,7 +18,7 @@ schema and queue prefix, routes RabbitMQ and Postgres traffic through
 in-process TCP proxies, and while the import runs kills consumers (SIGKILL),
 kills the producer once mid-file (then --resume), cuts the proxied
 connections, stops Postgres for a while, and makes the CRM fail (outage, 429s).
-The table goes to stdout; the exit status is 1 when a check fails.`
+The table goes to stdout; the exit status is 1 when a check fails, 2 when the run could not be made.`
 
 // Config is everything the harness is told. Field comments give defaults.
 type Config struct {

@@ -439,6 +439,7 @@ func (w *worker) drive(ctx context.Context, owner string, emails []string, byEma
 			w.releaseOnError(owner, settle)
 			return nil, err
 		}
+		leasedAt := time.Now() // no later than the leases start
 		claims, err := withDB(ctx, w, "lease", func(ctx context.Context) (map[string]pgstore.Claim, error) {
 			return w.store.Lease(ctx, emails, owner, w.cfg.Lease)
 		})
@@ -462,7 +463,7 @@ func (w *worker) drive(ctx context.Context, owner string, emails []string, byEma
 				first.out = waitLease()
 			}
 		}
-		deferred := w.callCRM(ctx, calls, claims)
+		deferred := w.callCRM(ctx, calls, claims, leasedAt)
 		var interrupted bool
 		for _, it := range calls {
 			if it.out.kind == outcomeNone {
@@ -546,20 +547,19 @@ func (w *worker) insert(ctx context.Context, valid []customer.Customer, byEmail 
 
 // callCRM calls the CRM for every leased customer, at most CRMConcurrency at
 // once, through the circuit breaker, and records each outcome. It returns the
-// items it did not call: the circuit was open (or probing), or the CRM asked
-// to slow down.
-func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]pgstore.Claim) []*item {
+// items it did not call: the circuit was open (or probing), the CRM asked to
+// slow down, or the leases taken at leasedAt would not outlast the call.
+func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]pgstore.Claim, leasedAt time.Time) []*item {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		deferred []*item
 	)
-	leasedAt := time.Now()
 	// Call only while the lease outlasts the call with a margin: a tenth of
 	// the slack between them, at most a second (--lease > --crm-timeout).
 	margin := min(time.Second, (w.cfg.Lease-w.cfg.CRMTimeout)/10)
 	callBy := w.cfg.Lease - w.cfg.CRMTimeout - margin
-	defer1 := func(it *item) {
+	deferItem := func(it *item) {
 		mu.Lock()
 		deferred = append(deferred, it)
 		mu.Unlock()
@@ -575,7 +575,7 @@ func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]p
 				return
 			}
 			if time.Since(leasedAt) > callBy {
-				defer1(it)
+				deferItem(it)
 				return
 			}
 			cl := claims[it.c.Email]
@@ -585,7 +585,7 @@ func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]p
 			case ctx.Err() != nil:
 				// cut off: no outcome; drive keeps or releases the lease
 			case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests), isRateLimited(err):
-				defer1(it)
+				deferItem(it)
 			default:
 				it.out = classify(res, err, cl.Attempts, w.cfg.MaxAttempts)
 			}
