@@ -43,6 +43,9 @@ type Customer struct {
 	// dead-letter reports, not for identity.
 	Source string `json:"source,omitempty"`
 	Row    int64  `json:"row,omitempty"`
+	// ImportID names the import that published the row, when the program
+	// that ran it gave one (the web service does); empty otherwise.
+	ImportID string `json:"import_id,omitempty"`
 }
 
 // NormalizeEmail returns the identity form of an email: surrounding space
@@ -71,7 +74,7 @@ func (c Customer) Validate() error {
 	if err := ValidateEmail(c.Email); err != nil {
 		return err
 	}
-	for name, v := range map[string]string{"name": c.Name, "first_name": c.FirstName, "last_name": c.LastName, "phone": c.Phone} {
+	for name, v := range map[string]string{"name": c.Name, "first_name": c.FirstName, "last_name": c.LastName, "phone": c.Phone, "import_id": c.ImportID} {
 		if err := validateText(name, v); err != nil {
 			return err
 		}

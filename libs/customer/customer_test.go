@@ -66,7 +66,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	t.Parallel()
 	in := customer.Customer{
 		Email: "jon.doe@mail.com", Name: "Jon Doe", FirstName: "Jon", LastName: "Doe", Phone: "+1 212 555 1234",
-		Attributes: map[string]string{"id": "1001", "company": "Acme, Inc."}, Source: "customers.csv#ab12", Row: 1001,
+		Attributes: map[string]string{"id": "1001", "company": "Acme, Inc."}, Source: "customers.csv#ab12", Row: 1001, ImportID: "0192f3c4a1b2",
 	}
 	body, err := in.Encode()
 	require.NoError(t, err)
@@ -90,6 +90,8 @@ var decodeCases = []struct {
 	{"wrong type", `{"email":42}`, false},
 	{"trailing garbage", `{"email":"a@b.com"} x`, false},
 	{"huge field", `{"email":"a@b.com","name":"` + strings.Repeat("x", customer.MaxFieldLen+1) + `"}`, false},
+	{"import id", `{"email":"a@b.com","import_id":"0192f3c4a1b2"}`, true},
+	{"huge import id", `{"email":"a@b.com","import_id":"` + strings.Repeat("x", customer.MaxFieldLen+1) + `"}`, false},
 	{"huge body", `{"email":"a@b.com","name":"` + strings.Repeat("x", customer.MaxMessageBytes) + `"}`, false},
 	{"invalid utf8", "{\"email\":\"a@b.com\",\"name\":\"\xff\"}", true}, // encoding/json replaces it with U+FFFD
 }

@@ -200,7 +200,9 @@ func migrate(ctx context.Context, db *sql.DB) ([]int64, error) {
 type Inserted map[string]bool
 
 // InsertNew inserts the customers whose email is not in the table yet, in one
-// statement, and returns the emails it inserted. Rows go in sorted by email so
+// statement, and returns the emails it inserted. A customer keeps the
+// ImportID of the message that first stored it: a later import of the same
+// email does not take it over. Rows go in sorted by email so
 // that concurrent batches take their index locks in the same order and cannot
 // deadlock each other.
 func (s *Store) InsertNew(ctx context.Context, batch []customer.Customer) (Inserted, error) {
@@ -212,8 +214,12 @@ func (s *Store) InsertNew(ctx context.Context, batch []customer.Customer) (Inser
 	emails, names, firsts, lasts, phones, sources := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	attrs := make([][]byte, n)
 	srcRows := make([]int64, n)
+	importIDs := make([]*string, n) // NULL for rows published without one
 	for i, c := range rows {
 		emails[i], names[i], firsts[i], lasts[i], phones[i], sources[i], srcRows[i] = c.Email, c.Name, c.FirstName, c.LastName, c.Phone, c.Source, c.Row
+		if c.ImportID != "" {
+			importIDs[i] = &rows[i].ImportID
+		}
 		a := c.Attributes
 		if a == nil {
 			a = map[string]string{}
@@ -225,11 +231,11 @@ func (s *Store) InsertNew(ctx context.Context, batch []customer.Customer) (Inser
 		attrs[i] = b
 	}
 	const q = `
-INSERT INTO customers (email, name, first_name, last_name, phone, attributes, source, source_row)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::bigint[])
+INSERT INTO customers (email, name, first_name, last_name, phone, attributes, source, source_row, import_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::bigint[], $9::text[])
 ON CONFLICT (email) DO NOTHING
 RETURNING email`
-	res, err := s.pool.Query(ctx, q, emails, names, firsts, lasts, phones, attrs, sources, srcRows)
+	res, err := s.pool.Query(ctx, q, emails, names, firsts, lasts, phones, attrs, sources, srcRows, importIDs)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d customers: %w", n, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/custimport/custimport/libs/customer"
@@ -66,6 +67,27 @@ func TestInsertNewInsertsOnce(t *testing.T) {
 	require.NoError(t, s.Pool().QueryRow(t.Context(), `SELECT name, attributes::text FROM customers WHERE email='a@x.com'`).Scan(&name, &attrs))
 	require.Equal(t, "A", name)
 	require.JSONEq(t, `{"id":"1"}`, attrs)
+}
+
+func TestInsertNewKeepsTheFirstImport(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	_, err := s.InsertNew(t.Context(), []customer.Customer{
+		{Email: "a@x.com", ImportID: "imp-1"},
+		{Email: "b@x.com"}, // published by a command line without an import id
+	})
+	require.NoError(t, err)
+	ins, err := s.InsertNew(t.Context(), []customer.Customer{{Email: "a@x.com", ImportID: "imp-2"}, {Email: "c@x.com", ImportID: "imp-2"}})
+	require.NoError(t, err)
+	require.Equal(t, pgstore.Inserted{"c@x.com": true}, ins)
+
+	rows, err := s.Pool().Query(t.Context(), `SELECT email, coalesce(import_id, '(null)') FROM customers ORDER BY email`)
+	require.NoError(t, err)
+	got := map[string]string{}
+	var email, imp string
+	_, err = pgx.ForEachRow(rows, []any{&email, &imp}, func() error { got[email] = imp; return nil })
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"a@x.com": "imp-1", "b@x.com": "(null)", "c@x.com": "imp-2"}, got)
 }
 
 func TestLeaseIsExclusiveAndSettles(t *testing.T) {
