@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +34,25 @@ import (
 // ErrNotMigrated is returned by Open when the schema is missing or behind the
 // migrations this binary embeds.
 var ErrNotMigrated = errors.New("database schema is not migrated")
+
+// errBadURL marks a database URL that cannot be used as written.
+var errBadURL = errors.New("malformed database URL")
+
+// IsPermanent reports whether err is one that retrying cannot cure: a
+// malformed or empty URL, a database that does not exist (SQLSTATE 3D000),
+// credentials or a role the server refuses (class 28), a user without the
+// right to connect (42501), or a schema that is not migrated. A server that
+// is down, unreachable or starting up is not permanent.
+func IsPermanent(err error) bool {
+	if errors.Is(err, errBadURL) || errors.Is(err, ErrNotMigrated) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return pgErr.Code == "3D000" || pgErr.Code == "42501" || strings.HasPrefix(pgErr.Code, "28")
+}
 
 // State is a customer's CRM state.
 type State string
@@ -65,12 +85,12 @@ func (c Config) withDefaults() Config {
 
 func (c Config) connConfig() (*pgxpool.Config, error) {
 	if c.URL == "" {
-		return nil, errors.New("database URL is empty: set --database-url or DATABASE_URL")
+		return nil, fmt.Errorf("%w: it is empty: set --database-url or DATABASE_URL", errBadURL)
 	}
 	pc, err := pgxpool.ParseConfig(c.URL)
 	if err != nil {
 		// pgx's parse errors can echo the URL; say what is wrong without it.
-		return nil, fmt.Errorf("parse database URL %s: %w", Redact(c.URL), errors.Unwrap(err))
+		return nil, fmt.Errorf("%w %s: %w", errBadURL, Redact(c.URL), errors.Unwrap(err))
 	}
 	pc.MaxConns = c.MaxConns
 	if c.Schema != "" {

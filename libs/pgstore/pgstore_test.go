@@ -1,6 +1,7 @@
 package pgstore_test
 
 import (
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -39,10 +40,43 @@ func TestMigrateTwiceIsNoop(t *testing.T) {
 	require.Empty(t, applied)
 }
 
+// withURL returns the test server's URL changed by edit.
+func withURL(t *testing.T, edit func(u *url.URL)) string {
+	t.Helper()
+	u, err := url.Parse(testenv.DatabaseURL(t))
+	require.NoError(t, err)
+	edit(u)
+	return u.String()
+}
+
+func TestOpenPermanentErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  pgstore.Config
+	}{
+		{"missing database", pgstore.Config{URL: withURL(t, func(u *url.URL) { u.Path = "/no_such_db_" + testenv.Name(t) })}},
+		{"unknown role", pgstore.Config{URL: withURL(t, func(u *url.URL) { u.User = url.UserPassword("nobody_"+testenv.Name(t), "secret") })}},
+		{"malformed", pgstore.Config{URL: "postgres://u:secret@127.0.0.1:notaport/db"}},
+		{"empty", pgstore.Config{}},
+		{"not migrated", testenv.Postgres(t)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := pgstore.Open(t.Context(), tt.cfg)
+			require.Error(t, err)
+			require.True(t, pgstore.IsPermanent(err), "not permanent: %v", err)
+			require.NotContains(t, err.Error(), "secret")
+		})
+	}
+}
+
 func TestOpenUnreachableNamesServerWithoutPassword(t *testing.T) {
 	t.Parallel()
 	_, err := pgstore.Open(t.Context(), pgstore.Config{URL: "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2"})
 	require.Error(t, err)
+	require.False(t, pgstore.IsPermanent(err), "permanent: %v", err)
 	require.ErrorContains(t, err, "127.0.0.1:1")
 	require.NotContains(t, err.Error(), "secret")
 }

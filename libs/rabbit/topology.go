@@ -1,6 +1,7 @@
 // Package rabbit adapts RabbitMQ to the pipeline: the one Topology that the
-// producer and the consumers both declare, dialling with a redacted URL, and a
-// publisher that waits for broker confirms within a bounded window.
+// producer and the consumers both declare, dialling one broker of a list (the
+// nodes of a cluster) with redacted URLs, and a publisher that waits for
+// broker confirms within a bounded window.
 //
 // Reconnection is the caller's loop (dial, declare, work, and on a closed
 // connection start again with backoff) rather than amqp091-go's experimental
@@ -36,6 +37,12 @@ type Topology struct {
 	// keeps a consumer from acking it (a crash on every delivery): past it
 	// the broker dead-letters the message. Default 20.
 	DeliveryLimit int
+	// Replicas is every quorum queue's initial group size
+	// (x-quorum-initial-group-size): how many nodes of a cluster hold a
+	// replica of it. Default 0: not sent, the broker's default. The broker
+	// refuses to redeclare a queue with another value, so every client must
+	// agree; Replicas(list) derives it from the AMQP URL list.
+	Replicas int
 }
 
 // WithDefaults returns a copy with zero fields set to their defaults.
@@ -91,6 +98,9 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 	}
 	declare := func(name string, args amqp.Table) error {
 		args[amqp.QueueTypeArg] = amqp.QueueTypeQuorum
+		if t.Replicas > 0 {
+			args["x-quorum-initial-group-size"] = int64(t.Replicas)
+		}
 		if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
 			return fmt.Errorf("declare queue %s: %w (if it exists with other arguments, delete it or use another --queue-prefix)", name, err)
 		}
