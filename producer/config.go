@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
+	"log/slog"
 	"time"
 
 	"github.com/custimport/custimport/libs/csvsource"
 	"github.com/custimport/custimport/libs/envflag"
+	"github.com/custimport/custimport/libs/importer"
 	"github.com/custimport/custimport/libs/logging"
 	"github.com/custimport/custimport/libs/rabbit"
 )
@@ -72,10 +73,6 @@ type Config struct {
 	LogFormat, LogLevel string
 	// Version prints the version and exits.
 	Version bool
-
-	// progressTo is where the bar is drawn, nil for log lines; run
-	// decides it from Progress and what stderr is.
-	progressTo io.Writer
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -115,16 +112,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if rest := s.FlagSet().Args(); len(rest) > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q: the file is given with --file", rest[0])
 	}
-	base := c.File
-	if c.StateDir != "" {
-		base = filepath.Join(c.StateDir, filepath.Base(c.File))
-	}
-	if c.Rejects == "" {
-		c.Rejects = base + ".rejects.csv"
-	}
-	if c.Checkpoint == "" {
-		c.Checkpoint = base + ".checkpoint"
-	}
 	return c, c.validate()
 }
 
@@ -152,6 +139,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("--header %q: want auto, yes or no", c.Header)
 	case c.Rejects == c.File:
 		return errors.New("--rejects must not be the input file")
+	case c.Checkpoint == c.File:
+		return errors.New("--checkpoint must not be the input file")
 	}
 	if _, err := c.delimiter(); err != nil {
 		return err
@@ -172,11 +161,21 @@ func (c Config) delimiter() (rune, error) {
 	}
 }
 
-func (c Config) topology() rabbit.Topology {
-	return rabbit.Topology{Prefix: c.QueuePrefix, RetryDelays: c.RetryDelays, DeliveryLimit: c.DeliveryLimit}.WithDefaults()
-}
-
-func (c Config) csvConfig(start csvsource.Position) csvsource.Config {
+// importConfig is the import the flags describe.
+func (c Config) importConfig(logger *slog.Logger) importer.Config {
 	d, _ := c.delimiter()
-	return csvsource.Config{Header: c.Header, Columns: c.Columns, Delimiter: d, Encoding: c.Encoding, Start: start}
+	return importer.Config{
+		File:     c.File,
+		CSV:      csvsource.Config{Header: c.Header, Columns: c.Columns, Delimiter: d, Encoding: c.Encoding},
+		Parallel: c.Parallel, Window: c.Window,
+		StateDir: c.StateDir, Rejects: c.Rejects, Checkpoint: c.Checkpoint,
+		Resume: c.Resume, DryRun: c.DryRun,
+		AMQPURL:          c.AMQPURL,
+		Topology:         rabbit.Topology{Prefix: c.QueuePrefix, RetryDelays: c.RetryDelays, DeliveryLimit: c.DeliveryLimit},
+		PublishRetries:   c.PublishRetries,
+		ReconnectTimeout: c.ReconnectTimeout,
+		CheckpointEvery:  c.CheckpointEvery,
+		ProgressEvery:    c.ProgressEvery,
+		Logger:           logger,
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/custimport/custimport/libs/customer"
+	"github.com/custimport/custimport/libs/importer"
 	"github.com/custimport/custimport/libs/rabbit"
 	"github.com/custimport/custimport/libs/tcpproxy"
 	"github.com/custimport/custimport/libs/testenv"
@@ -47,11 +48,11 @@ func setup(t *testing.T) *testBundle {
 }
 
 // run runs the producer and returns its summary and logs.
-func (b *testBundle) run(ctx context.Context, t *testing.T, args ...string) (Summary, string, error) {
+func (b *testBundle) run(ctx context.Context, t *testing.T, args ...string) (importer.Summary, string, error) {
 	t.Helper()
 	var stdout, stderr testenv.Buffer
 	err := run(ctx, args, func(k string) string { return b.env[k] }, &stdout, &stderr)
-	var s Summary
+	var s importer.Summary
 	if out := stdout.String(); out != "" {
 		require.NoError(t, json.Unmarshal([]byte(out), &s), out)
 	}
@@ -199,7 +200,7 @@ func writeCSV(t *testing.T, path string, n int) (valid int) {
 func waitCheckpoint(t *testing.T, path string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		cp, found, err := loadCheckpoint(path)
+		cp, found, err := importer.LoadCheckpoint(path)
 		return err == nil && found && cp.Row > 0 && !cp.Complete
 	}, 30*time.Second, 5*time.Millisecond)
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
+
+	"github.com/custimport/custimport/libs/importer"
 )
 
 // Progress modes (--progress).
@@ -41,62 +43,49 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd())) //nolint:gosec // a file descriptor fits in an int
 }
 
-// drawProgress redraws a bar on out until stop closes. The bar measures
-// bytes, since a file's row count is not known before it is read; rows,
-// rows/s, published and rejected go in its description, and the ETA comes
-// from the bytes.
-//
-// A resumed run measures only what is left from start, its first byte, so
+// terminalBar draws an import's progress on a terminal. It measures bytes,
+// since a file's row count is not known before it is read; rows, rows/s,
+// published and rejected go in its description, and the ETA comes from the
+// bytes. A resumed run measures only what is left from where it started, so
 // that the rate and the ETA are this run's.
-func (p *producer) drawProgress(out io.Writer, start int64, stop <-chan struct{}) {
-	total := p.size - start
-	if p.size <= 0 {
-		total = -1 // unknown size (a pipe): a spinner
+type terminalBar struct {
+	out io.Writer
+	bar *progressbar.ProgressBar
+}
+
+func newTerminalBar(out io.Writer) *terminalBar { return &terminalBar{out: out} }
+
+// update is the import's OnProgress: always called from one goroutine.
+func (b *terminalBar) update(p importer.Progress) {
+	if b.bar == nil {
+		b.bar = progressbar.NewOptions64(p.Total,
+			progressbar.OptionSetWriter(b.out),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowTotalBytes(true),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionSetWidth(24),
+			progressbar.OptionThrottle(barEvery/2),
+			progressbar.OptionSetRenderBlankState(true),
+			progressbar.OptionShowDescriptionAtLineEnd(),
+		)
 	}
-	bar := progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(out),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionShowTotalBytes(true),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionSetWidth(24),
-		progressbar.OptionThrottle(barEvery/2),
-		progressbar.OptionSetRenderBlankState(true),
-		progressbar.OptionShowDescriptionAtLineEnd(),
-	)
-	started := time.Now()
-	tick := time.NewTicker(barEvery)
-	defer tick.Stop()
-	update := func() {
-		bar.Describe(p.progressLine(time.Since(started)))
-		_ = bar.Set64(p.bytes.Load() - start)
-	}
-	for {
-		select {
-		case <-stop:
-			update()
-			// Keep the last state (Finish would fill the bar even when the
-			// run stopped early) and leave the line for what follows.
-			_ = bar.Exit()
-			_, _ = fmt.Fprintln(out)
-			return
-		case <-tick.C:
-			update()
-		}
+	b.bar.Describe(progressLine(p))
+	_ = b.bar.Set64(p.Bytes)
+	if p.Done {
+		// Keep the last state (Finish would fill the bar even when the run
+		// stopped early) and leave the line for what follows.
+		_ = b.bar.Exit()
+		_, _ = fmt.Fprintln(b.out)
 	}
 }
 
 // progressLine is the bar's description: the counts a person watching an
 // import wants besides the bytes.
-func (p *producer) progressLine(elapsed time.Duration) string {
-	rows := p.rows.Load()
-	rate := 0.0
-	if s := elapsed.Seconds(); s > 0 {
-		rate = float64(rows) / s
-	}
+func progressLine(p importer.Progress) string {
 	verb := "published"
-	if p.cfg.DryRun {
+	if p.DryRun {
 		verb = "valid"
 	}
-	return fmt.Sprintf("%d rows (%.0f rows/s), %d %s, %d rejected", rows, rate, p.published.Load(), verb, p.rej.total())
+	return fmt.Sprintf("%d rows (%.0f rows/s), %d %s, %d rejected", p.Rows, p.RowsPerSec(), p.Published, verb, p.Rejected)
 }

@@ -151,7 +151,7 @@ func flagColumns(names []string) ([]string, error) {
 		cols[i] = col
 	}
 	if !slices.Contains(cols, ColumnEmail) {
-		return nil, fmt.Errorf("--columns: no email column among %s", strings.Join(cols, ","))
+		return nil, fmt.Errorf("--columns: %w among %s", ErrNoEmailColumn, strings.Join(cols, ","))
 	}
 	return cols, nil
 }

@@ -157,7 +157,7 @@ func headerColumns(header []string) ([]string, error) {
 		}
 	}
 	if !slices.Contains(cols, ColumnEmail) {
-		return nil, fmt.Errorf("header has no email column (%s): name the columns with --columns", strings.Join(header, ","))
+		return nil, fmt.Errorf("header has %w (%s): name the columns with --columns", ErrNoEmailColumn, strings.Join(header, ","))
 	}
 	return cols, nil
 }
@@ -168,7 +168,7 @@ func headerColumns(header []string) ([]string, error) {
 func guessColumns(first []string) ([]string, error) {
 	email := slices.IndexFunc(first, func(f string) bool { return strings.Contains(f, "@") })
 	if email < 0 {
-		return nil, fmt.Errorf("guess columns: no value of the first record contains '@': name the columns with --columns, for example --columns name,email")
+		return nil, fmt.Errorf("guess columns: no value of the first record contains '@' (%w): name the columns with --columns, for example --columns name,email", ErrNoEmailColumn)
 	}
 	cols := make([]string, len(first))
 	for i := range cols {

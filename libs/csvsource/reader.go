@@ -43,6 +43,10 @@ var (
 	// ErrInvalidUTF8 is wrapped by the RecordError of a record with a field
 	// that is not UTF-8 under Encoding "utf-8".
 	ErrInvalidUTF8 = errors.New("invalid UTF-8")
+	// ErrNoEmailColumn is wrapped by NewReader's error when the header, the
+	// columns given or the guess from the first record name no email
+	// column: the columns must be named (Config.Columns, --columns).
+	ErrNoEmailColumn = errors.New("no email column")
 	// errSplit would mean the splitter and encoding/csv disagree on where a
 	// record ends; FuzzReader checks that they never do.
 	errSplit = errors.New("record boundary disagrees with encoding/csv")

@@ -443,6 +443,7 @@ func TestNewReaderErrors(t *testing.T) {
 			for _, src := range []io.Reader{strings.NewReader(tc.input), nonSeeker{strings.NewReader(tc.input)}} {
 				_, err := NewReader(src, tc.cfg)
 				require.ErrorContains(t, err, tc.want)
+				require.Equal(t, strings.Contains(tc.name, "email") || tc.name == "nothing to guess from", errors.Is(err, ErrNoEmailColumn), err)
 			}
 		})
 	}

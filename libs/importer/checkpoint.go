@@ -1,4 +1,4 @@
-package main
+package importer
 
 import (
 	"crypto/sha256"
@@ -40,7 +40,8 @@ func fingerprint(f *os.File) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
-func loadCheckpoint(path string) (Checkpoint, bool, error) {
+// LoadCheckpoint reads the checkpoint at path; found is false when there is none.
+func LoadCheckpoint(path string) (Checkpoint, bool, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Checkpoint{}, false, nil
