@@ -1,18 +1,32 @@
 package custimport_test
 
 import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 )
 
 // loadCompose parses docker-compose.yml the way `docker compose` does
 // (interpolation, env_file resolution, profiles, validation), without a
 // Docker engine.
 func loadCompose(t *testing.T, profiles ...string) *types.Project {
+	t.Helper()
+	return loadComposeEnv(t, nil, profiles...)
+}
+
+// loadComposeEnv is loadCompose with these variables set, as make or a
+// user's shell would set them.
+func loadComposeEnv(t *testing.T, env []string, profiles ...string) *types.Project {
 	t.Helper()
 	opts, err := cli.NewProjectOptions(
 		[]string{"docker-compose.yml"},
@@ -21,7 +35,7 @@ func loadCompose(t *testing.T, profiles ...string) *types.Project {
 		cli.WithProfiles(profiles),
 		// Only the files in the repo count: a developer's shell environment
 		// or a stray .env must not change what this test sees.
-		cli.WithEnv(nil),
+		cli.WithEnv(env),
 	)
 	require.NoError(t, err)
 	project, err := opts.LoadProject(t.Context())
@@ -107,4 +121,129 @@ func derefOr(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// Every host port is a variable whose default is the port a newcomer
+// expects, so that a machine already running Postgres or RabbitMQ can move
+// ours (make passes the same variables).
+func TestComposeHostPortsAreVariables(t *testing.T) {
+	ports := []struct {
+		service string
+		target  uint32
+		env     string
+		def     string
+	}{
+		{"postgres", 5432, "POSTGRES_PORT", "5432"},
+		{"rabbitmq", 5672, "RABBITMQ_PORT", "5672"},
+		{"rabbitmq", 15672, "RABBITMQ_MANAGEMENT_PORT", "15672"},
+		{"mockcrm", 8081, "MOCKCRM_PORT", "8081"},
+		{"prometheus", 9090, "PROMETHEUS_PORT", "9090"},
+		{"grafana", 3000, "GRAFANA_PORT", "3000"},
+	}
+	published := func(p *types.Project, service string, target uint32) string {
+		svc, err := p.GetService(service)
+		require.NoError(t, err)
+		i := slices.IndexFunc(svc.Ports, func(pc types.ServicePortConfig) bool { return pc.Target == target })
+		require.GreaterOrEqual(t, i, 0, "%s publishes %d", service, target)
+		return svc.Ports[i].Published
+	}
+	defaults := loadCompose(t)
+	var env []string
+	for i, p := range ports {
+		require.Equal(t, p.def, published(defaults, p.service, p.target), "%s:%d by default", p.service, p.target)
+		env = append(env, fmt.Sprintf("%s=%d", p.env, 40000+i))
+	}
+	moved := loadComposeEnv(t, env)
+	for i, p := range ports {
+		require.Equal(t, strconv.Itoa(40000+i), published(moved, p.service, p.target), "%s moves %s:%d", p.env, p.service, p.target)
+	}
+
+	// The Makefile declares the same variables with the same defaults.
+	makefile, err := os.ReadFile("Makefile")
+	require.NoError(t, err)
+	for _, p := range ports {
+		require.Contains(t, string(makefile), p.env+" ?= "+p.def, "Makefile")
+	}
+}
+
+// On a clean checkout the producer can write its rejects report and
+// checkpoint: the mounted folder exists in the repository (a folder the
+// engine creates is root's) and the producer runs as the user make passes.
+func TestComposeProducerCanWriteItsState(t *testing.T) {
+	project := loadComposeEnv(t, []string{"PRODUCER_UID=1234", "PRODUCER_GID=5678"}, "producer")
+	producer, err := project.GetService("producer")
+	require.NoError(t, err)
+	require.Equal(t, "1234:5678", producer.User)
+	require.Equal(t, "/state", derefOr(producer.Environment["PRODUCER_STATE_DIR"]))
+	i := slices.IndexFunc(producer.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Target == "/state" })
+	require.GreaterOrEqual(t, i, 0, "the producer mounts its state folder at /state")
+	state := producer.Volumes[i]
+	require.Equal(t, types.VolumeTypeBind, state.Type)
+	require.False(t, state.ReadOnly)
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(wd, "volumes", "producer"), state.Source)
+	_, err = os.Stat(filepath.Join("volumes", "producer", ".gitkeep"))
+	require.NoError(t, err, "volumes/producer/.gitkeep keeps the folder in every checkout")
+
+	// Without make, the image's own non-root user.
+	project = loadCompose(t, "producer")
+	producer, err = project.GetService("producer")
+	require.NoError(t, err)
+	require.Equal(t, "65532:65532", producer.User)
+}
+
+// Prometheus scrapes every consumer replica: by DNS on the service name, at
+// the port the consumers listen on under compose; Grafana gets its data
+// source and dashboard from monitoring/.
+func TestComposeMonitoring(t *testing.T) {
+	project := loadCompose(t)
+	for _, name := range []string{"prometheus", "grafana", "rabbitmq"} {
+		svc, err := project.GetService(name)
+		require.NoError(t, err)
+		for _, v := range svc.Volumes {
+			if v.Type != types.VolumeTypeBind || !strings.Contains(v.Source, "monitoring") {
+				continue
+			}
+			_, err := os.Stat(v.Source)
+			require.NoError(t, err, "%s mounts %s", name, v.Source)
+			require.True(t, v.ReadOnly, "%s mounts %s read-only", name, v.Source)
+		}
+	}
+
+	consumer, err := project.GetService("consumer")
+	require.NoError(t, err)
+	addr := derefOr(consumer.Environment["CONSUMER_HTTP_ADDR"])
+	_, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err, "env/consumer.env sets CONSUMER_HTTP_ADDR")
+
+	cfg, err := os.ReadFile("monitoring/prometheus/prometheus.yml")
+	require.NoError(t, err)
+	type scrapeConfig struct {
+		JobName    string `yaml:"job_name"`
+		DNSConfigs []struct {
+			Names []string `yaml:"names"`
+			Type  string   `yaml:"type"`
+			Port  int      `yaml:"port"`
+		} `yaml:"dns_sd_configs"`
+	}
+	var prom struct {
+		RuleFiles     []string       `yaml:"rule_files"`
+		ScrapeConfigs []scrapeConfig `yaml:"scrape_configs"`
+	}
+	require.NoError(t, yaml.Unmarshal(cfg, &prom))
+	i := slices.IndexFunc(prom.ScrapeConfigs, func(s scrapeConfig) bool { return s.JobName == "consumer" })
+	require.GreaterOrEqual(t, i, 0, "a scrape job for the consumers")
+	require.Len(t, prom.ScrapeConfigs[i].DNSConfigs, 1)
+	dns := prom.ScrapeConfigs[i].DNSConfigs[0]
+	require.Equal(t, []string{"consumer"}, dns.Names, "every replica of the consumer service")
+	require.Equal(t, "A", dns.Type)
+	require.Equal(t, port, strconv.Itoa(dns.Port), "the port of CONSUMER_HTTP_ADDR")
+
+	prometheus, err := project.GetService("prometheus")
+	require.NoError(t, err)
+	for _, rules := range prom.RuleFiles {
+		require.True(t, slices.ContainsFunc(prometheus.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Target == rules }),
+			"prometheus mounts its rule file %s", rules)
+	}
 }

@@ -108,4 +108,4 @@ ensure_postgres
 ensure_database
 ensure_rabbitmq
 say "infra ready: DATABASE_URL=$(url_redacted "$DATABASE_URL") AMQP_URL=$(url_redacted "$AMQP_URL")"
-say "next: make migrate-db, then make start (starts mockcrm and ${CONSUMERS:-2} consumers)"
+say "next: make start (applies the migrations, starts mockcrm and ${CONSUMERS:-2} consumers, imports FILE)"

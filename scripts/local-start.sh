@@ -6,7 +6,9 @@
 # Background processes log to volumes/logs/<name>.log and keep their pid in
 # volumes/run/<name>.pid; `make stop` (scripts/local-stop.sh) ends them. A
 # process whose pid file points at a live process is left running, so running
-# this twice imports another file with the same consumers.
+# this twice imports another file with the same consumers. Afterwards exactly
+# CONSUMERS consumers run, as with compose's --scale: consumer-1..N are kept or
+# started, and those numbered above N are stopped (they hand back their work).
 #
 # Expects the binaries in bin/ (make build) and the services of
 # scripts/local-infra.sh. stdout carries only the producer's JSON summary.
@@ -68,6 +70,18 @@ wait_for 15 "mockcrm at $crm_host:$crm_port" tcp_open "$crm_host" "$crm_port" ||
 for ((i = 1; i <= CONSUMERS; i++)); do
 	start "consumer-$i" bin/consumer --http-addr "127.0.0.1:$((9100 + i))"
 done
+extra=()
+shopt -s nullglob
+for f in "$RUN"/consumer-*.pid; do
+	name=$(basename "$f" .pid)
+	n=${name#consumer-}
+	[[ $n =~ ^[0-9]+$ ]] && ((n > CONSUMERS)) && extra+=("$name")
+done
+shopt -u nullglob
+if ((${#extra[@]} > 0)); then
+	say "CONSUMERS=$CONSUMERS: stopping ${extra[*]}"
+	"$(dirname "${BASH_SOURCE[0]}")/local-stop.sh" "${extra[@]}"
+fi
 
 say "producer: $FILE (--parallel $PARALLEL)"
 bin/producer --file "$FILE" --parallel "$PARALLEL"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stops what scripts/local-start.sh started: SIGTERM to every process with a
-# pid file in volumes/run, then up to STOP_TIMEOUT seconds (default 30) for
+# pid file in volumes/run (or only to the NAMEs given: local-stop.sh
+# consumer-3 consumer-4), then up to STOP_TIMEOUT seconds (default 30) for
 # them to finish their in-flight work, then SIGKILL for any still running.
 # Only pids from those files are signalled.
 set -euo pipefail
@@ -12,7 +13,14 @@ RUN=volumes/run
 STOP_TIMEOUT=${STOP_TIMEOUT:-30}
 
 shopt -s nullglob
-pidfiles=("$RUN"/*.pid)
+if (($# > 0)); then
+	pidfiles=()
+	for name in "$@"; do
+		[[ -f $RUN/$name.pid ]] && pidfiles+=("$RUN/$name.pid")
+	done
+else
+	pidfiles=("$RUN"/*.pid)
+fi
 if ((${#pidfiles[@]} == 0)); then
 	say "nothing to stop: no pid files in $RUN"
 	exit 0

@@ -122,3 +122,14 @@ func TestDeliveryLimitDeadLetters(t *testing.T) {
 	d := get(t, conn, top.DeadQueue(), 10*time.Second)
 	require.Equal(t, "poison", d.MessageId)
 }
+
+func TestRetryQueueNamesTheDelayAsWritten(t *testing.T) {
+	top := rabbit.Topology{Prefix: "p", RetryDelays: []time.Duration{
+		500 * time.Millisecond, time.Second, 10 * time.Second, time.Minute, 10 * time.Minute,
+		90 * time.Second, time.Hour, 90 * time.Minute, time.Hour + time.Second,
+	}}
+	want := []string{"500ms", "1s", "10s", "1m", "10m", "1m30s", "1h", "1h30m", "1h0m1s"}
+	for i, w := range want {
+		require.Equal(t, "p.retry."+w, top.RetryQueue(i), "delay %s", top.RetryDelays[i])
+	}
+}

@@ -12,6 +12,7 @@ package rabbit
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -72,9 +73,23 @@ func (t Topology) Queue() string { return t.Prefix + ".import" }
 // DeadQueue holds what was given up, with headers saying why.
 func (t Topology) DeadQueue() string { return t.Prefix + ".dead" }
 
-// RetryQueue is the queue for the backoff step i (0-based).
+// RetryQueue is the queue for the backoff step i (0-based), named as a
+// person writes the delay: customers.retry.1m, not customers.retry.1m0s.
 func (t Topology) RetryQueue(i int) string {
-	return fmt.Sprintf("%s.retry.%s", t.Prefix, t.RetryDelays[i])
+	return t.Prefix + ".retry." + delayName(t.RetryDelays[i])
+}
+
+// delayName writes d as a person would: time.Duration's form without its
+// trailing zero units (1m, 10m, 1h30m, 1m30s, 500ms).
+func delayName(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // Queues lists every queue, work queue first.
