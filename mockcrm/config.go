@@ -2,16 +2,31 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/custimport/custimport/libs/crm/crmmock"
+	"github.com/custimport/custimport/libs/envflag"
+	"github.com/custimport/custimport/libs/logging"
 )
+
+const summary = `mockcrm is a flaky CRM for demos and tests.
+
+Usage:
+  mockcrm [flags]           serve until SIGINT or SIGTERM
+  mockcrm health [--addr]   ask the mockcrm at --addr whether it is up: exit 0 if so, 1 if not
+
+It serves:
+  POST /customers            create a customer (Idempotency-Key required)
+  POST /customers/batch      create up to --max-batch customers: {"customers": [{..., "idempotency_key": "..."}]},
+                             one result per customer, in order (201, 200 replay, 409, 4xx, 503)
+  GET  /customers/{email}    the stored customer
+  GET  /stats[?emails=1]     counters; Duplicates is empty when every customer was created once
+  POST /admin/config         change settings at runtime (JSON, snake_case, partial)
+  POST /admin/outage?for=30s answer 503 to everything for a while
+  POST /admin/reset          forget customers, keys and counters
+  GET  /healthz`
 
 // config is everything mockcrm can be told, filled by defaults, then
 // environment variables, then flags.
@@ -20,14 +35,15 @@ type config struct {
 	Addr string
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown. Default 5s.
 	ShutdownTimeout time.Duration
-	// LogFormat is "text" (default) or "json".
-	LogFormat string
-	// LogLevel is debug, info (default), warn or error; debug logs every request.
-	LogLevel slog.Level
+	// LogFormat is "text" (default) or "json"; LogLevel debug, info
+	// (default), warn or error; debug logs every request.
+	LogFormat, LogLevel string
 	// Mock is the flakiness: fail rate 0.1 and latency 20ms by default.
 	Mock crmmock.Config
 	// Version prints the version and exits (--version; no variable).
 	Version bool
+	// Seed is Mock.Seed as the flag reads it.
+	Seed int
 }
 
 func defaultConfig() config {
@@ -38,66 +54,52 @@ func defaultConfig() config {
 		Addr:            "127.0.0.1:8081",
 		ShutdownTimeout: 5 * time.Second,
 		LogFormat:       "text",
-		LogLevel:        slog.LevelInfo,
+		LogLevel:        "info",
 		Mock:            mock,
 	}
 }
 
-// option is one setting, reachable as --name and as the env variable.
-type option struct {
-	name, env, usage string
-	value            flag.Value
-}
-
-func options(cfg *config) []option {
-	return []option{
-		{"addr", "MOCKCRM_ADDR", "HTTP listen address", stringValue{&cfg.Addr}},
-		{"fail-rate", "MOCKCRM_FAIL_RATE", "share of requests answered 503 before doing anything (0..1)", floatValue{&cfg.Mock.FailRate}},
-		{"fail-after-create-rate", "MOCKCRM_FAIL_AFTER_CREATE_RATE", "share of creations whose answer is replaced by a 503 (0..1)", floatValue{&cfg.Mock.FailAfterCreateRate}},
-		{"latency", "MOCKCRM_LATENCY", "latency added to every /customers request", durationValue{&cfg.Mock.Latency}},
-		{"latency-jitter", "MOCKCRM_LATENCY_JITTER", "random extra latency, up to this much", durationValue{&cfg.Mock.LatencyJitter}},
-		{"rate-limit", "MOCKCRM_RATE_LIMIT", "requests per second accepted, above it 429 (0 = no limit)", floatValue{&cfg.Mock.RateLimit}},
-		{"reject-domains", "MOCKCRM_REJECT_DOMAINS", "comma-separated email domains answered 422", listValue{&cfg.Mock.RejectDomains}},
-		{"unique-email", "MOCKCRM_UNIQUE_EMAIL", "answer 409 to an existing email under a new Idempotency-Key", boolValue{&cfg.Mock.UniqueEmail}},
-		{"token", "MOCKCRM_TOKEN", "bearer token required on /customers (empty = none)", secretValue{&cfg.Mock.Token}},
-		{"seed", "MOCKCRM_SEED", "random seed for injected failures (0 = time-based)", intValue{&cfg.Mock.Seed}},
-		{"shutdown-timeout", "MOCKCRM_SHUTDOWN_TIMEOUT", "bound on the wait for in-flight requests at shutdown", durationValue{&cfg.ShutdownTimeout}},
-		{"log-format", "LOG_FORMAT", "log format: text or json", stringValue{&cfg.LogFormat}},
-		{"log-level", "LOG_LEVEL", "log level: debug, info, warn or error", levelValue{&cfg.LogLevel}},
-	}
+// flags binds every setting to its flag and environment variable.
+func flags(cfg *config, getenv func(string) string, output io.Writer) *envflag.Set {
+	d := defaultConfig()
+	m := &cfg.Mock
+	s := envflag.New("mockcrm", summary, getenv, output)
+	s.String(&cfg.Addr, "addr", "MOCKCRM_ADDR", d.Addr, "HTTP listen `address`")
+	s.Float64(&m.FailRate, "fail-rate", "MOCKCRM_FAIL_RATE", d.Mock.FailRate, "share of requests (single or whole batches) answered 503 before doing anything (0..1)")
+	s.Float64(&m.CustomerFailRate, "customer-fail-rate", "MOCKCRM_CUSTOMER_FAIL_RATE", d.Mock.CustomerFailRate, "share of customers answered 503 on their own, nothing created (0..1)")
+	s.Float64(&m.FailAfterCreateRate, "lost-reply-rate", "MOCKCRM_LOST_REPLY_RATE", d.Mock.FailAfterCreateRate, "share of requests that created someone answered 503 afterwards: the reply is lost (0..1)")
+	s.Float64(&m.FailAfterCreateRate, "fail-after-create-rate", "MOCKCRM_FAIL_AFTER_CREATE_RATE", d.Mock.FailAfterCreateRate, "the former name of --lost-reply-rate")
+	s.Duration(&m.Latency, "latency", "MOCKCRM_LATENCY", d.Mock.Latency, "latency added to every request")
+	s.Duration(&m.LatencyJitter, "latency-jitter", "MOCKCRM_LATENCY_JITTER", d.Mock.LatencyJitter, "random extra latency, up to this much")
+	s.Float64(&m.RateLimit, "rate-limit", "MOCKCRM_RATE_LIMIT", d.Mock.RateLimit, "requests per second accepted from all callers together, above it 429 + Retry-After (0 = no limit)")
+	s.Int(&m.MaxBatch, "max-batch", "MOCKCRM_MAX_BATCH", d.Mock.MaxBatch, "most customers in one batch request, above it 413")
+	s.List(&m.RejectDomains, "reject-domains", "MOCKCRM_REJECT_DOMAINS", nil, "comma-separated email domains answered 422")
+	s.Bool(&m.UniqueEmail, "unique-email", "MOCKCRM_UNIQUE_EMAIL", d.Mock.UniqueEmail, "answer 409 to an existing email under a new Idempotency-Key")
+	s.String(&m.Token, "token", "MOCKCRM_TOKEN", "", "bearer token required on /customers (empty = none; prefer the variable)")
+	s.Int(&cfg.Seed, "seed", "MOCKCRM_SEED", 0, "random seed for injected failures (0 = time-based)")
+	s.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", "MOCKCRM_SHUTDOWN_TIMEOUT", d.ShutdownTimeout, "bound on the wait for in-flight requests at shutdown")
+	s.String(&cfg.LogFormat, "log-format", "LOG_FORMAT", d.LogFormat, "log format: "+logging.Formats)
+	s.String(&cfg.LogLevel, "log-level", "LOG_LEVEL", d.LogLevel, "log level: debug, info, warn, error")
+	s.Bool(&cfg.Version, "version", "", false, "print the version and exit")
+	return s
 }
 
 // loadConfig reads defaults, then environment, then flags. It returns
-// flag.ErrHelp when help was asked for.
-func loadConfig(args []string, getenv func(string) string) (config, error) {
-	cfg := defaultConfig()
-	opts := options(&cfg)
-
-	fs := flag.NewFlagSet("mockcrm", flag.ContinueOnError)
-	// Errors are returned, and help printed by the caller, not by flag.
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	for _, o := range opts {
-		fs.Var(o.value, o.name, o.usage)
-		if v := getenv(o.env); v != "" {
-			if err := o.value.Set(v); err != nil {
-				return cfg, fmt.Errorf("env %s (--%s) %q: %w", o.env, o.name, v, err)
-			}
-		}
-	}
-	fs.BoolVar(&cfg.Version, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, err
-		}
-		return cfg, fmt.Errorf("%w (see --help)", err)
+// flag.ErrHelp, after printing the usage to output, when help was asked for.
+func loadConfig(args []string, getenv func(string) string, output io.Writer) (config, error) {
+	var cfg config
+	s := flags(&cfg, getenv, output)
+	if err := s.Parse(args); err != nil {
+		return cfg, err
 	}
 	if cfg.Version {
 		return cfg, nil
 	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	if rest := s.FlagSet().Args(); len(rest) > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (see --help)", rest[0])
 	}
+	cfg.Mock.RejectDomains = crmmock.NormalizeDomains(cfg.Mock.RejectDomains)
+	cfg.Mock.Seed = int64(cfg.Seed)
 	return cfg, cfg.validate()
 }
 
@@ -107,172 +109,20 @@ func (c config) validate() error {
 		return errors.New("--addr must not be empty")
 	case c.Mock.FailRate < 0 || c.Mock.FailRate > 1:
 		return fmt.Errorf("--fail-rate must be between 0 and 1, got %v", c.Mock.FailRate)
+	case c.Mock.CustomerFailRate < 0 || c.Mock.CustomerFailRate > 1:
+		return fmt.Errorf("--customer-fail-rate must be between 0 and 1, got %v", c.Mock.CustomerFailRate)
 	case c.Mock.FailAfterCreateRate < 0 || c.Mock.FailAfterCreateRate > 1:
-		return fmt.Errorf("--fail-after-create-rate must be between 0 and 1, got %v", c.Mock.FailAfterCreateRate)
+		return fmt.Errorf("--lost-reply-rate must be between 0 and 1, got %v", c.Mock.FailAfterCreateRate)
 	case c.Mock.Latency < 0:
 		return fmt.Errorf("--latency must not be negative, got %s", c.Mock.Latency)
 	case c.Mock.LatencyJitter < 0:
 		return fmt.Errorf("--latency-jitter must not be negative, got %s", c.Mock.LatencyJitter)
 	case c.Mock.RateLimit < 0:
 		return fmt.Errorf("--rate-limit must not be negative, got %v", c.Mock.RateLimit)
+	case c.Mock.MaxBatch < 1:
+		return fmt.Errorf("--max-batch must be 1 or more, got %d", c.Mock.MaxBatch)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
-	case c.LogFormat != "text" && c.LogFormat != "json":
-		return fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat)
 	}
 	return nil
-}
-
-// writeUsage prints every flag with its environment variable and default.
-func writeUsage(w io.Writer) error {
-	defaults := defaultConfig()
-	var b strings.Builder
-	b.WriteString(`Usage: mockcrm [flags]
-
-A flaky CRM for demos and tests. It serves:
-  POST /customers            create a customer (Idempotency-Key required)
-  GET  /customers/{email}    the stored customer
-  GET  /stats[?emails=1]     counters; Duplicates is empty when every customer was created once
-  POST /admin/config         change settings at runtime (JSON, snake_case, partial)
-  POST /admin/outage?for=30s answer 503 to everything for a while
-  POST /admin/reset          forget customers, keys and counters
-  GET  /healthz
-
-Every flag can also be set by its environment variable; a flag wins.
-
-Flags:
-`)
-	for _, o := range options(&defaults) {
-		def := o.value.String()
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(&b, "  --%s\n        %s\n        env %s, default %s\n", o.name, o.usage, o.env, def)
-	}
-	b.WriteString("  --version\n        print the version and exit\n")
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-type stringValue struct{ p *string }
-
-func (v stringValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return *v.p
-}
-func (v stringValue) Set(s string) error { *v.p = s; return nil }
-
-// secretValue never shows its value, not even in --help.
-type secretValue struct{ p *string }
-
-func (v secretValue) String() string {
-	if v.p == nil || *v.p == "" {
-		return ""
-	}
-	return "(set)"
-}
-func (v secretValue) Set(s string) error { *v.p = s; return nil }
-
-type floatValue struct{ p *float64 }
-
-func (v floatValue) String() string {
-	if v.p == nil {
-		return "0"
-	}
-	return strconv.FormatFloat(*v.p, 'g', -1, 64)
-}
-
-func (v floatValue) Set(s string) error {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil {
-		return errors.New("not a number")
-	}
-	*v.p = f
-	return nil
-}
-
-type intValue struct{ p *int64 }
-
-func (v intValue) String() string {
-	if v.p == nil {
-		return "0"
-	}
-	return strconv.FormatInt(*v.p, 10)
-}
-
-func (v intValue) Set(s string) error {
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil {
-		return errors.New("not an integer")
-	}
-	*v.p = n
-	return nil
-}
-
-type boolValue struct{ p *bool }
-
-func (v boolValue) String() string {
-	if v.p == nil {
-		return "false"
-	}
-	return strconv.FormatBool(*v.p)
-}
-
-func (v boolValue) Set(s string) error {
-	b, err := strconv.ParseBool(strings.TrimSpace(s))
-	if err != nil {
-		return errors.New("not a boolean")
-	}
-	*v.p = b
-	return nil
-}
-
-// IsBoolFlag lets --unique-email stand alone, as flag does for its own bools.
-func (v boolValue) IsBoolFlag() bool { return true }
-
-type durationValue struct{ p *time.Duration }
-
-func (v durationValue) String() string {
-	if v.p == nil {
-		return "0s"
-	}
-	return v.p.String()
-}
-
-func (v durationValue) Set(s string) error {
-	d, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil {
-		return errors.New(`not a duration such as "250ms" or "1m"`)
-	}
-	*v.p = d
-	return nil
-}
-
-type listValue struct{ p *[]string }
-
-func (v listValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return strings.Join(*v.p, ",")
-}
-
-func (v listValue) Set(s string) error {
-	*v.p = crmmock.NormalizeDomains(strings.Split(s, ","))
-	return nil
-}
-
-type levelValue struct{ p *slog.Level }
-
-func (v levelValue) String() string {
-	if v.p == nil {
-		return "info"
-	}
-	return strings.ToLower(v.p.String())
-}
-
-func (v levelValue) Set(s string) error {
-	return v.p.UnmarshalText([]byte(strings.TrimSpace(s)))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/custimport/custimport/libs/buildinfo"
 	"github.com/custimport/custimport/libs/cli"
 	"github.com/custimport/custimport/libs/crm/crmmock"
+	"github.com/custimport/custimport/libs/logging"
 )
 
 // version is stamped by release builds: -ldflags "-X main.version=v1.2.3".
@@ -27,9 +28,13 @@ func main() { cli.Main("mockcrm", run) }
 
 // run serves until ctx ends, then shuts down within the configured bound.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig(args, getenv)
+	cmd := ""
+	if len(args) > 0 && args[0] == "health" {
+		cmd, args = args[0], args[1:]
+	}
+	cfg, err := loadConfig(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
-		return writeUsage(stdout)
+		return nil
 	}
 	if err != nil {
 		return err
@@ -38,7 +43,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, err := fmt.Fprintln(stdout, buildinfo.String("mockcrm", version))
 		return err
 	}
-	logger := newLogger(cfg, stderr)
+	if cmd == "health" {
+		return health(ctx, cfg.Addr, stdout)
+	}
+	logger, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
 
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
@@ -60,7 +71,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger.InfoContext(ctx, "listening on "+addr,
 		slog.String("addr", addr),
 		slog.Float64("fail_rate", cfg.Mock.FailRate),
-		slog.Float64("fail_after_create_rate", cfg.Mock.FailAfterCreateRate),
+		slog.Float64("customer_fail_rate", cfg.Mock.CustomerFailRate),
+		slog.Float64("lost_reply_rate", cfg.Mock.FailAfterCreateRate),
+		slog.Int("max_batch", cfg.Mock.MaxBatch),
 		slog.Duration("latency", cfg.Mock.Latency),
 		slog.Duration("latency_jitter", cfg.Mock.LatencyJitter),
 		slog.Float64("rate_limit", cfg.Mock.RateLimit),
@@ -92,10 +105,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
-func newLogger(cfg config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+// health asks the mockcrm listening on addr for /healthz: nil when it
+// answers 200, an error (exit status 1) otherwise. A wildcard host (":8081",
+// "0.0.0.0:8081") is asked on loopback, as a container's healthcheck does.
+func health(ctx context.Context, addr string, stdout io.Writer) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: want host:port: %w", addr, err)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	url := "http://" + net.JoinHostPort(host, port) + "/healthz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("health: mockcrm at %s does not answer: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: mockcrm at %s answered %s", url, resp.Status)
+	}
+	_, err = fmt.Fprintln(stdout, "ok")
+	return err
 }

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,13 +109,16 @@ func TestRunHelp(t *testing.T) {
 	for _, want := range []string{
 		"--addr", "MOCKCRM_ADDR", "127.0.0.1:8081",
 		"--fail-rate", "MOCKCRM_FAIL_RATE", "default 0.1",
-		"--fail-after-create-rate", "MOCKCRM_FAIL_AFTER_CREATE_RATE",
+		"--lost-reply-rate", "MOCKCRM_LOST_REPLY_RATE",
+		"--customer-fail-rate", "MOCKCRM_CUSTOMER_FAIL_RATE",
+		"--max-batch", "MOCKCRM_MAX_BATCH", "default 100",
 		"--latency", "MOCKCRM_LATENCY", "default 20ms",
 		"--latency-jitter", "MOCKCRM_LATENCY_JITTER",
 		"--rate-limit", "MOCKCRM_RATE_LIMIT",
 		"--reject-domains", "MOCKCRM_REJECT_DOMAINS",
 		"--token", "MOCKCRM_TOKEN",
 		"--log-format", "LOG_FORMAT", "default text",
+		"mockcrm health",
 	} {
 		require.Contains(t, help, want)
 	}
@@ -139,7 +145,8 @@ func TestRunBadConfig(t *testing.T) {
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: "nope"},
 		{name: "fail rate above 1", args: []string{"--fail-rate", "1.5"}, wantErr: "--fail-rate"},
 		{name: "fail rate not a number", args: []string{"--fail-rate", "lots"}, wantErr: "fail-rate"},
-		{name: "fail after create rate", args: []string{"--fail-after-create-rate", "-0.1"}, wantErr: "--fail-after-create-rate"},
+		{name: "lost reply rate", args: []string{"--lost-reply-rate", "-0.1"}, wantErr: "--lost-reply-rate"},
+		{name: "max batch", args: []string{"--max-batch", "0"}, wantErr: "--max-batch"},
 		{name: "latency unparsable", args: []string{"--latency", "fast"}, wantErr: "latency"},
 		{name: "latency negative", args: []string{"--latency", "-1s"}, wantErr: "--latency"},
 		{name: "jitter unparsable", args: []string{"--latency-jitter", "10"}, wantErr: "latency-jitter"},
@@ -160,13 +167,16 @@ func TestRunBadConfig(t *testing.T) {
 func TestLoadConfigPrecedence(t *testing.T) {
 	t.Parallel()
 
-	cfg, err := loadConfig(nil, env(nil))
+	cfg, err := loadConfig(nil, env(nil), io.Discard)
 	require.NoError(t, err)
-	require.Equal(t, defaultConfig(), cfg)
+	want := defaultConfig()
+	want.Mock.RejectDomains = []string{}
+	require.Equal(t, want, cfg)
 
 	cfg, err = loadConfig(
-		[]string{"--fail-rate", "0.3", "--unique-email=false"},
-		env(map[string]string{"MOCKCRM_FAIL_RATE": "0.2", "MOCKCRM_RATE_LIMIT": "50", "MOCKCRM_ADDR": ":8081"}),
+		[]string{"--fail-rate", "0.3", "--unique-email=false", "--fail-after-create-rate", "0.05"},
+		env(map[string]string{"MOCKCRM_FAIL_RATE": "0.2", "MOCKCRM_RATE_LIMIT": "50", "MOCKCRM_ADDR": ":8081", "MOCKCRM_SEED": "7"}),
+		io.Discard,
 	)
 	require.NoError(t, err)
 	require.InDelta(t, 0.3, cfg.Mock.FailRate, 0, "a flag wins over the environment")
@@ -174,10 +184,35 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	require.Equal(t, ":8081", cfg.Addr)
 	require.False(t, cfg.Mock.UniqueEmail)
 	require.Equal(t, 20*time.Millisecond, cfg.Mock.Latency, "defaults stay")
+	require.InDelta(t, 0.05, cfg.Mock.FailAfterCreateRate, 0, "the former flag name still works")
+	require.Equal(t, int64(7), cfg.Mock.Seed)
 }
 
 func TestRunListenError(t *testing.T) {
 	t.Parallel()
 	err := run(t.Context(), []string{"--addr", "256.0.0.1:1"}, env(nil), &bytes.Buffer{}, &bytes.Buffer{})
 	require.ErrorContains(t, err, "listen on")
+}
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	base := start(t, nil, env(nil))
+	addr := strings.TrimPrefix(base, "http://")
+
+	var stdout bytes.Buffer
+	require.NoError(t, run(t.Context(), []string{"health", "--addr", addr}, env(nil), &stdout, &bytes.Buffer{}))
+	require.Equal(t, "ok\n", stdout.String())
+
+	// The same port on the wildcard address is asked on loopback.
+	_, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	require.NoError(t, run(t.Context(), []string{"health"}, env(map[string]string{"MOCKCRM_ADDR": ":" + port}), io.Discard, io.Discard))
+
+	// Nothing listens on a port that was free a moment ago.
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	free := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	err = run(t.Context(), []string{"health", "--addr", free}, env(nil), io.Discard, io.Discard)
+	require.ErrorContains(t, err, "does not answer")
 }

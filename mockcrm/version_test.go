@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"flag"
+	"io"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -20,14 +22,10 @@ func TestRunHelpListsEveryOption(t *testing.T) {
 	var stdout bytes.Buffer
 	require.NoError(t, run(t.Context(), []string{"--help"}, env(nil), &stdout, &bytes.Buffer{}))
 	help := stdout.String()
-	defaults := defaultConfig()
-	for _, o := range options(&defaults) {
-		def := o.value.String()
-		if def == "" {
-			def = `""`
-		}
-		require.Contains(t, help, "  --"+o.name+"\n", o.name)
-		require.Contains(t, help, "env "+o.env+", default "+def, o.name)
-	}
-	require.Contains(t, help, "  --version\n")
+	var cfg config
+	flags(&cfg, env(nil), io.Discard).FlagSet().VisitAll(func(f *flag.Flag) {
+		require.Contains(t, help, "--"+f.Name+" ", f.Name)
+		_, usage := flag.UnquoteUsage(f)
+		require.Contains(t, help, usage, f.Name)
+	})
 }

@@ -146,3 +146,8 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	return min(max(t.Sub(now), 0), maxRetryAfter)
 }
+
+// ErrNotSent is matched by the error of a request that was never sent: the
+// rate limiter could not let it go before the time set with WithSendBy. The
+// CRM saw nothing, so no attempt was made.
+var ErrNotSent = errors.New("crm request not sent")

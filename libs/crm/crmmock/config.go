@@ -12,13 +12,17 @@ import (
 // Config says how flaky the server is. It can be changed while serving
 // (Server.SetConfig, POST /admin/config).
 type Config struct {
-	// FailRate is the share of requests answered 503 before anything is done.
-	// 0..1, default 0.
+	// FailRate is the share of requests (single or batch) answered 503
+	// before anything is done. 0..1, default 0.
 	FailRate float64
-	// FailAfterCreateRate is the share of successful creations whose answer is
-	// replaced by a 503: the customer IS created, and only a retry with the
-	// same Idempotency-Key (answered as a replay) tells the client so. 0..1,
-	// default 0.
+	// CustomerFailRate is the share of customers answered 503 on their own,
+	// nothing created: the customer's result in a batch, the whole answer of
+	// a single call. 0..1, default 0.
+	CustomerFailRate float64
+	// FailAfterCreateRate is the share of requests that created someone
+	// whose answer is lost: replaced by a 503 after the work is done. Only a
+	// retry with the same keys (answered as replays) tells the client so.
+	// --lost-reply-rate. 0..1, default 0.
 	FailAfterCreateRate float64
 	// Latency is added to every /customers request; a client that gives up
 	// ends the wait. Default 0.
@@ -26,10 +30,15 @@ type Config struct {
 	// LatencyJitter adds a uniformly random 0..LatencyJitter to Latency.
 	// Default 0.
 	LatencyJitter time.Duration
-	// RateLimit is the number of /customers requests per second the whole
-	// server accepts (burst: one second's worth); above it the answer is 429
-	// with "Retry-After: 1". 0, the default, means no limit.
+	// RateLimit is the number of requests (single and batch alike) per
+	// second the whole server accepts from all its callers together (burst:
+	// one second's worth, at least one); above it the answer is 429 with a
+	// Retry-After of the seconds until the next request is accepted. 0, the
+	// default, means no limit.
 	RateLimit float64
+	// MaxBatch is the most customers a batch request may hold; above it the
+	// answer is 413 naming the maximum. Default DefaultMaxBatch (100).
+	MaxBatch int
 	// RejectDomains lists email domains answered 422 (permanent). Default none.
 	RejectDomains []string
 	// UniqueEmail answers 409 to a creation of an email that already exists
@@ -45,10 +54,13 @@ type Config struct {
 	Seed int64
 }
 
+// DefaultMaxBatch is Config.MaxBatch by default.
+const DefaultMaxBatch = 100
+
 // DefaultConfig is a well-behaved CRM: no failures, no latency, no rate
-// limit, unique emails.
+// limit, unique emails, batches of up to 100.
 func DefaultConfig() Config {
-	return Config{UniqueEmail: true}
+	return Config{UniqueEmail: true, MaxBatch: DefaultMaxBatch}
 }
 
 // Validate reports the first field (named as in the admin API) that is out of range.
@@ -56,8 +68,12 @@ func (c Config) Validate() error {
 	switch {
 	case c.FailRate < 0 || c.FailRate > 1:
 		return fmt.Errorf("fail_rate must be between 0 and 1, got %v", c.FailRate)
+	case c.CustomerFailRate < 0 || c.CustomerFailRate > 1:
+		return fmt.Errorf("customer_fail_rate must be between 0 and 1, got %v", c.CustomerFailRate)
 	case c.FailAfterCreateRate < 0 || c.FailAfterCreateRate > 1:
-		return fmt.Errorf("fail_after_create_rate must be between 0 and 1, got %v", c.FailAfterCreateRate)
+		return fmt.Errorf("lost_reply_rate must be between 0 and 1, got %v", c.FailAfterCreateRate)
+	case c.MaxBatch < 0:
+		return fmt.Errorf("max_batch must not be negative, got %d", c.MaxBatch)
 	case c.Latency < 0:
 		return fmt.Errorf("latency must not be negative, got %s", c.Latency)
 	case c.LatencyJitter < 0:
@@ -85,7 +101,10 @@ func NormalizeDomains(domains []string) []string {
 // test can change one knob without knowing the others.
 type configPatch struct {
 	FailRate            *float64  `json:"fail_rate"`
+	CustomerFailRate    *float64  `json:"customer_fail_rate"`
 	FailAfterCreateRate *float64  `json:"fail_after_create_rate"`
+	LostReplyRate       *float64  `json:"lost_reply_rate"`
+	MaxBatch            *int      `json:"max_batch"`
 	Latency             *duration `json:"latency"`
 	LatencyJitter       *duration `json:"latency_jitter"`
 	RateLimit           *float64  `json:"rate_limit"`
@@ -98,8 +117,17 @@ func (p configPatch) apply(c Config) Config {
 	if p.FailRate != nil {
 		c.FailRate = *p.FailRate
 	}
+	if p.CustomerFailRate != nil {
+		c.CustomerFailRate = *p.CustomerFailRate
+	}
 	if p.FailAfterCreateRate != nil {
 		c.FailAfterCreateRate = *p.FailAfterCreateRate
+	}
+	if p.LostReplyRate != nil {
+		c.FailAfterCreateRate = *p.LostReplyRate
+	}
+	if p.MaxBatch != nil {
+		c.MaxBatch = *p.MaxBatch
 	}
 	if p.Latency != nil {
 		c.Latency = time.Duration(*p.Latency)
@@ -126,7 +154,9 @@ func (p configPatch) apply(c Config) Config {
 // token never echoed.
 type configView struct {
 	FailRate            float64  `json:"fail_rate"`
-	FailAfterCreateRate float64  `json:"fail_after_create_rate"`
+	CustomerFailRate    float64  `json:"customer_fail_rate"`
+	FailAfterCreateRate float64  `json:"lost_reply_rate"`
+	MaxBatch            int      `json:"max_batch"`
 	Latency             string   `json:"latency"`
 	LatencyJitter       string   `json:"latency_jitter"`
 	RateLimit           float64  `json:"rate_limit"`
@@ -138,7 +168,9 @@ type configView struct {
 func viewOf(c Config) configView {
 	return configView{
 		FailRate:            c.FailRate,
+		CustomerFailRate:    c.CustomerFailRate,
 		FailAfterCreateRate: c.FailAfterCreateRate,
+		MaxBatch:            c.maxBatch(),
 		Latency:             c.Latency.String(),
 		LatencyJitter:       c.LatencyJitter.String(),
 		RateLimit:           c.RateLimit,
@@ -166,4 +198,11 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 	}
 	*d = duration(v)
 	return nil
+}
+
+func (c Config) maxBatch() int {
+	if c.MaxBatch <= 0 {
+		return DefaultMaxBatch
+	}
+	return c.MaxBatch
 }

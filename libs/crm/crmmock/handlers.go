@@ -60,10 +60,8 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.stats.Requests++
-	delay := s.cfg.Latency
-	if j := s.cfg.LatencyJitter; j > 0 {
-		delay += time.Duration(s.rng.Int64N(int64(j) + 1))
-	}
+	s.arrived(time.Now())
+	delay := s.delay()
 	s.mu.Unlock()
 
 	if !sleep(ctx, delay) {
@@ -89,39 +87,85 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 // The order is that of a real service: availability and admission first,
 // then authentication, then idempotency, then validation, then the work.
 func (s *Server) decide(auth, key string, raw []byte, readErr error) reply {
+	if rep, ok := s.admit(auth); !ok {
+		return rep
+	}
+	if s.cfg.CustomerFailRate > 0 && s.rng.Float64() < s.cfg.CustomerFailRate {
+		s.stats.Failed++
+		return reply{status: http.StatusServiceUnavailable, body: map[string]string{"error": "service unavailable (injected for this customer)"}}
+	}
+	if key == "" {
+		s.stats.Rejected++
+		return reply{status: http.StatusBadRequest, body: map[string]string{"error": "Idempotency-Key header is required"}}
+	}
+	req, invalid := parseCreate(raw, readErr)
+	rep, created := s.createOne(key, req, invalid)
+	if created && s.loseReply() {
+		return lostReply()
+	}
+	return rep
+}
+
+// admit decides whether a request (single or batch) is served at all:
+// outage, rate limit, token, injected failure. s.mu must be held.
+func (s *Server) admit(auth string) (reply, bool) {
 	if wait := time.Until(s.outageUntil); wait > 0 {
 		s.stats.Failed++
 		return reply{
 			status:     http.StatusServiceUnavailable,
 			body:       map[string]string{"error": "service unavailable (outage)"},
 			retryAfter: int(math.Ceil(wait.Seconds())),
-		}
+		}, false
 	}
-	if s.limiter != nil && !s.limiter.Allow() {
-		s.stats.RateLimited++
-		return reply{status: http.StatusTooManyRequests, body: map[string]string{"error": "rate limit exceeded"}, retryAfter: 1}
+	if s.limiter != nil {
+		now := time.Now()
+		if r := s.limiter.ReserveN(now, 1); r.DelayFrom(now) > 0 {
+			wait := r.DelayFrom(now)
+			r.CancelAt(now)
+			s.stats.RateLimited++
+			return reply{
+				status:     http.StatusTooManyRequests,
+				body:       map[string]string{"error": "rate limit exceeded"},
+				retryAfter: max(1, int(math.Ceil(wait.Seconds()))),
+			}, false
+		}
 	}
 	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(auth), []byte("Bearer "+s.cfg.Token)) != 1 {
 		s.stats.Rejected++
-		return reply{status: http.StatusUnauthorized, body: map[string]string{"error": "missing or wrong bearer token"}}
+		return reply{status: http.StatusUnauthorized, body: map[string]string{"error": "missing or wrong bearer token"}}, false
 	}
 	if s.cfg.FailRate > 0 && s.rng.Float64() < s.cfg.FailRate {
 		s.stats.Failed++
-		return reply{status: http.StatusServiceUnavailable, body: map[string]string{"error": "service unavailable (injected)"}}
+		return reply{status: http.StatusServiceUnavailable, body: map[string]string{"error": "service unavailable (injected)"}}, false
 	}
-	if key == "" {
-		s.stats.Rejected++
-		return reply{status: http.StatusBadRequest, body: map[string]string{"error": "Idempotency-Key header is required"}}
-	}
+	return reply{}, true
+}
 
-	req, invalid := parseCreate(raw, readErr)
+// loseReply decides whether the answer to a request that created someone
+// is lost; s.mu must be held.
+func (s *Server) loseReply() bool {
+	if s.cfg.FailAfterCreateRate <= 0 || s.rng.Float64() >= s.cfg.FailAfterCreateRate {
+		return false
+	}
+	s.stats.Failed++
+	s.stats.LostReplies++
+	return true
+}
+
+func lostReply() reply {
+	return reply{status: http.StatusServiceUnavailable, body: map[string]string{"error": "service unavailable (injected after create)"}}
+}
+
+// createOne creates one customer under key, or replays what key got first.
+// created reports a new creation. s.mu must be held.
+func (s *Server) createOne(key string, req createRequest, invalid answerKind) (rep reply, created bool) {
 	email := normalizeEmail(req.Email)
 
 	if prev, seen := s.keys[key]; seen {
 		if prev.email != "" && email != "" && prev.email != email {
 			s.stats.Rejected++
 			s.logger.Warn("idempotency key reused for another email", slog.String("idempotency_key", key))
-			return reply{status: http.StatusUnprocessableEntity, body: map[string]string{"error": "Idempotency-Key was used for another customer"}}
+			return reply{status: http.StatusUnprocessableEntity, body: map[string]string{"error": "Idempotency-Key was used for another customer"}}, false
 		}
 		s.stats.Replays++
 		if rec, ok := s.customers[prev.email]; ok {
@@ -129,20 +173,20 @@ func (s *Server) decide(auth, key string, raw []byte, readErr error) reply {
 		}
 		rep := s.answer(prev)
 		rep.replayed = true
-		return rep
+		return rep, false
 	}
 
 	if invalid != 0 {
 		s.stats.Rejected++
 		entry := keyEntry{kind: invalid}
 		s.keys[key] = entry
-		return s.answer(entry)
+		return s.answer(entry), false
 	}
 	if _, reject := s.rejects[domainOf(email)]; reject {
 		s.stats.Rejected++
 		entry := keyEntry{kind: answerRejectedDomain, email: email}
 		s.keys[key] = entry
-		return s.answer(entry)
+		return s.answer(entry), false
 	}
 
 	rec, exists := s.customers[email]
@@ -178,12 +222,7 @@ func (s *Server) decide(auth, key string, raw []byte, readErr error) reply {
 	if exists && rec.Created+rec.Conflicts == 2 {
 		s.stats.Duplicates = append(s.stats.Duplicates, email)
 	}
-
-	if entry.kind == answerCreated && s.cfg.FailAfterCreateRate > 0 && s.rng.Float64() < s.cfg.FailAfterCreateRate {
-		s.stats.Failed++
-		return reply{status: http.StatusServiceUnavailable, body: map[string]string{"error": "service unavailable (injected after create)"}}
-	}
-	return s.answer(entry)
+	return s.answer(entry), entry.kind == answerCreated
 }
 
 // answer rebuilds the answer a key got first.
@@ -275,7 +314,9 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	s.logger.InfoContext(r.Context(), "config changed",
 		slog.Float64("fail_rate", next.FailRate),
-		slog.Float64("fail_after_create_rate", next.FailAfterCreateRate),
+		slog.Float64("customer_fail_rate", next.CustomerFailRate),
+		slog.Float64("lost_reply_rate", next.FailAfterCreateRate),
+		slog.Int("max_batch", next.maxBatch()),
 		slog.Duration("latency", next.Latency),
 		slog.Duration("latency_jitter", next.LatencyJitter),
 		slog.Float64("rate_limit", next.RateLimit),

@@ -1,7 +1,9 @@
-// Package crmmock is a flaky CRM speaking the API that package crm calls:
-// injected 503s (before or after the customer is created), latency, a rate
-// limit answered 429 + Retry-After, 422 rejections, outage windows and
-// idempotent replays. It counts creations per email, so a test can prove that
+// Package crmmock is a flaky CRM speaking the generic API that package crm
+// calls, single (POST /customers) and batch (POST /customers/batch):
+// injected 503s (for a whole request, for one customer, or after the
+// customers are created), latency, one rate limit for all callers answered
+// 429 + Retry-After, 413 above the batch maximum, 422 rejections, outage
+// windows and idempotent replays. It counts creations per email, so a test can prove that
 // every customer was created exactly once (Stats.Duplicates is empty).
 //
 // Server is an http.Handler: tests run it under httptest.NewServer, the
@@ -27,17 +29,28 @@ const maxBody = 1 << 20
 
 // Stats counts what the server did since it started or was last Reset.
 type Stats struct {
-	// Requests is every POST /customers.
+	// Requests is every POST /customers (single calls).
 	Requests int
+	// BatchRequests is every POST /customers/batch.
+	BatchRequests int
+	// BatchCustomers is the customers sent in batch requests that were
+	// admitted (not answered 429, 503 or 413 as a whole).
+	BatchCustomers int
+	// PeakPerSecond is the most requests, single and batch, that arrived
+	// within one second of the clock (429s included).
+	PeakPerSecond int
 	// Created is every customer created, duplicates included.
 	Created int
 	// Replays is every answer served from the idempotency store.
 	Replays int
 	// Conflicts is every 409 for an email created under another key.
 	Conflicts int
-	// Failed is every injected 503: fail rate, fail after create, outage.
+	// Failed is every injected 503: fail rate, customer fail rate (one
+	// per customer), lost reply, outage.
 	Failed int
-	// RateLimited is every 429.
+	// LostReplies is every answer replaced by a 503 after the work was done.
+	LostReplies int
+	// RateLimited is every 429 answered.
 	RateLimited int
 	// Rejected is every 400, 401 and 422.
 	Rejected int
@@ -100,6 +113,8 @@ type Server struct {
 	customers   map[string]*Record // by normalised email
 	nextID      uint32
 	stats       Stats // PerEmail unused: Record.EmailStats holds it
+	second      int64 // the Unix second being counted for PeakPerSecond
+	inSecond    int   // requests that arrived in it
 }
 
 // New returns a Server behaving as cfg says. A nil logger discards logs.
@@ -121,6 +136,7 @@ func New(cfg Config, logger *slog.Logger) *Server {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /customers", s.handleCreate)
+	mux.HandleFunc("POST /customers/batch", s.handleBatch)
 	mux.HandleFunc("GET /customers/{email}", s.handleGetCustomer)
 	mux.HandleFunc("GET /stats", s.handleStats)
 	mux.HandleFunc("POST /admin/config", s.handleConfig)
@@ -196,6 +212,7 @@ func (s *Server) resetLocked() {
 	s.customers = make(map[string]*Record)
 	s.stats = Stats{}
 	s.nextID = 0
+	s.second, s.inSecond = 0, 0
 	s.outageUntil = time.Time{}
 	s.limiter = newLimiter(s.cfg.RateLimit)
 }
@@ -236,6 +253,24 @@ func (s *Server) Customer(email string) (Record, bool) {
 	out := *rec
 	out.Attributes = cloneMap(rec.Attributes)
 	return out, true
+}
+
+// arrived counts a request for PeakPerSecond; s.mu must be held.
+func (s *Server) arrived(now time.Time) {
+	if sec := now.Unix(); sec != s.second {
+		s.second, s.inSecond = sec, 0
+	}
+	s.inSecond++
+	s.stats.PeakPerSecond = max(s.stats.PeakPerSecond, s.inSecond)
+}
+
+// delay is the latency of one request; s.mu must be held.
+func (s *Server) delay() time.Duration {
+	d := s.cfg.Latency
+	if j := s.cfg.LatencyJitter; j > 0 {
+		d += time.Duration(s.rng.Int64N(int64(j) + 1))
+	}
+	return d
 }
 
 func normalizeEmail(email string) string {

@@ -174,26 +174,30 @@ func TestKeyReusedForAnotherEmail(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
 	cfg := crmmock.DefaultConfig()
-	cfg.RateLimit = 2 // burst of 2, then about one every 500ms
+	// A burst of one and a rate no machine is slow enough to stay under:
+	// the second request is over the limit however long the first took.
+	cfg.RateLimit = 0.01
 	b := setup(t, cfg)
 
-	var limited error
-	for i := range 10 {
-		_, err := b.client.CreateCustomer(t.Context(), fmt.Sprint("k", i), crm.Customer{Email: fmt.Sprintf("u%d@example.com", i)})
-		if err != nil {
-			limited = err
-			break
-		}
-	}
+	_, err := b.client.CreateCustomer(t.Context(), "k0", crm.Customer{Email: "u0@example.com"})
+	require.NoError(t, err)
+	_, limited := b.client.CreateCustomer(t.Context(), "k1", crm.Customer{Email: "u1@example.com"})
 	require.Error(t, limited)
 	require.True(t, crm.IsTemporary(limited))
 	wait, ok := crm.RetryAfter(limited)
 	require.True(t, ok)
-	require.Equal(t, time.Second, wait)
-	require.Positive(t, b.mock.Stats().RateLimited)
+	require.Greater(t, wait, 90*time.Second, "Retry-After says when the next request is accepted")
+
+	// Batches count against the same limit: one request each.
+	answers, err := b.client.Create(t.Context(), requestsFor("batch", 3))
+	require.Nil(t, answers)
+	require.True(t, crm.IsTemporary(err))
+	st := b.mock.Stats()
+	require.Equal(t, 2, st.RateLimited)
+	require.Equal(t, 3, st.Requests+st.BatchRequests, "every request counted")
 
 	b.mock.SetConfig(crmmock.DefaultConfig())
-	_, err := b.client.CreateCustomer(t.Context(), "after", crm.Customer{Email: "after@example.com"})
+	_, err = b.client.CreateCustomer(t.Context(), "after", crm.Customer{Email: "after@example.com"})
 	require.NoError(t, err, "lifting the limit takes effect at once")
 }
 
