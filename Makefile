@@ -130,6 +130,14 @@ bench: ## End-to-end throughput benchmark on ROWS generated rows
 chaos: ## Kill and restart consumers, broker and CRM mid-import; check exactly-once
 	go run ./chaos
 
+.PHONY: cluster
+cluster: ## Start a 3-node RabbitMQ cluster beside the default broker (AMQP 5681-5683) and print its AMQP_URL list
+	@scripts/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the 3-node cluster and remove its data (volumes/cluster)
+	@scripts/cluster.sh down
+
 .PHONY: data
 data: ## Generate data/customers_sample.csv (committed) and data/customers_100k.csv
 	go run ./data/gen --rows 200 --dups 0.02 --invalid 0.015 --seed 1 --out data/customers_sample.csv

@@ -247,3 +247,33 @@ func TestComposeMonitoring(t *testing.T) {
 			"prometheus mounts its rule file %s", rules)
 	}
 }
+
+func TestComposeClusterProfile(t *testing.T) {
+	project := loadCompose(t)
+	for _, name := range []string{"rabbitmq-1", "rabbitmq-2", "rabbitmq-3"} {
+		_, err := project.GetService(name)
+		require.Error(t, err, "%s starts only with the cluster profile", name)
+	}
+
+	project = loadCompose(t, "cluster")
+	cookie := ""
+	for i, name := range []string{"rabbitmq-1", "rabbitmq-2", "rabbitmq-3"} {
+		node, err := project.GetService(name)
+		require.NoError(t, err)
+		require.Equal(t, name, node.Hostname, "the node name rabbit@%s is what peer discovery lists", name)
+		require.NotNil(t, node.HealthCheck, name)
+		c := derefOr(node.Environment["RABBITMQ_ERLANG_COOKIE"])
+		require.NotEmpty(t, c, "%s: env/rabbitmq-cluster.env sets the cookie", name)
+		if i == 0 {
+			cookie = c
+		}
+		require.Equal(t, cookie, c, "one cookie for the whole cluster")
+		require.True(t, slices.ContainsFunc(node.Volumes, func(v types.ServiceVolumeConfig) bool {
+			return v.Target == "/etc/rabbitmq/conf.d/20-cluster.conf" && v.ReadOnly
+		}), "%s reads the cluster's peer discovery config", name)
+		amqpPort := strconv.Itoa(5681 + i)
+		require.True(t, slices.ContainsFunc(node.Ports, func(p types.ServicePortConfig) bool {
+			return p.Target == 5672 && p.Published == amqpPort && p.HostIP == "127.0.0.1"
+		}), "%s publishes AMQP on 127.0.0.1:%s, as make cluster does", name, amqpPort)
+	}
+}
