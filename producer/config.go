@@ -91,7 +91,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.StateDir, "state-dir", "PRODUCER_STATE_DIR", "", "`folder` for the default rejects report and checkpoint, created if missing (default: next to --file)")
 	s.Bool(&c.Resume, "resume", "PRODUCER_RESUME", false, "continue from the checkpoint of an interrupted run")
 	s.Bool(&c.DryRun, "dry-run", "PRODUCER_DRY_RUN", false, "validate the file and write the rejects report, publish nothing")
-	s.String(&c.AMQPURL, "amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "RabbitMQ `URL`")
+	s.String(&c.AMQPURL, "amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "RabbitMQ `URL`s, comma-separated: the nodes of a cluster, tried in turn")
 	s.String(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", defTop.Prefix, "prefix of the exchange and queue names")
 	s.Durations(&c.RetryDelays, "retry-delays", "RETRY_DELAYS", defTop.RetryDelays, "backoff steps of the retry queues (must match the consumers')")
 	s.Int(&c.DeliveryLimit, "delivery-limit", "DELIVERY_LIMIT", defTop.DeliveryLimit, "deliveries of one message before the broker dead-letters it (must match the consumers')")
@@ -145,6 +145,9 @@ func (c Config) validate() error {
 	if _, err := c.delimiter(); err != nil {
 		return err
 	}
+	if _, err := rabbit.ParseURLs(c.AMQPURL); err != nil && !c.DryRun {
+		return fmt.Errorf("--amqp-url: %w", err)
+	}
 	return nil
 }
 
@@ -171,7 +174,7 @@ func (c Config) importConfig(logger *slog.Logger) importer.Config {
 		StateDir: c.StateDir, Rejects: c.Rejects, Checkpoint: c.Checkpoint,
 		Resume: c.Resume, DryRun: c.DryRun,
 		AMQPURL:          c.AMQPURL,
-		Topology:         rabbit.Topology{Prefix: c.QueuePrefix, RetryDelays: c.RetryDelays, DeliveryLimit: c.DeliveryLimit},
+		Topology:         rabbit.Topology{Prefix: c.QueuePrefix, RetryDelays: c.RetryDelays, DeliveryLimit: c.DeliveryLimit, Replicas: rabbit.Replicas(c.AMQPURL)},
 		PublishRetries:   c.PublishRetries,
 		ReconnectTimeout: c.ReconnectTimeout,
 		CheckpointEvery:  c.CheckpointEvery,

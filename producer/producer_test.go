@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -154,6 +155,34 @@ func TestUnreachableBrokerIsAClearError(t *testing.T) {
 	require.ErrorContains(t, err, "is RabbitMQ running?")
 	require.ErrorContains(t, err, "127.0.0.1:1")
 	require.NotContains(t, err.Error(), "s3cret")
+}
+
+// A broker that answers and refuses is not asked again, and is not taken
+// for one that is not running.
+func TestRefusingBrokerSaysWhy(t *testing.T) {
+	t.Parallel()
+	broker, err := url.Parse(testenv.AMQPURL(t))
+	require.NoError(t, err)
+	badPassword, noVhost := *broker, *broker
+	badPassword.User = url.UserPassword("guest", "s3cret-wrong")
+	noVhost.Path = "/no-such-vhost"
+	tests := []struct{ name, url, says string }{
+		{"bad password", badPassword.String(), "user name or password"},
+		{"missing vhost", noVhost.String(), "virtual host does not exist"},
+		{"malformed", "amqp//guest@127.0.0.1/", "--amqp-url"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			b.env["AMQP_URL"] = tt.url
+			_, _, err := b.run(t.Context(), t, "--file", "testdata/excel_export.csv")
+			require.True(t, rabbit.IsPermanent(err), "not permanent: %v", err)
+			require.ErrorContains(t, err, tt.says)
+			require.NotContains(t, err.Error(), "is RabbitMQ running")
+			require.NotContains(t, err.Error(), "s3cret-wrong")
+		})
+	}
 }
 
 func TestBadInputIsNamed(t *testing.T) {

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -14,53 +15,68 @@ import (
 )
 
 // connector owns the producer's one connection and hands out publishing
-// channels. When the connection is lost it dials again, with backoff, for up
-// to the reconnect timeout, and declares the topology on every new connection.
-// The very first dial is not retried: a broker that is not there at start is
-// a configuration problem worth saying at once.
+// channels. When the connection is lost it dials again, going round the
+// broker URLs (the nodes of a cluster) with backoff, for up to the reconnect
+// timeout, and declares the topology on every new connection. The very first
+// dial tries each URL once and is not retried: a broker that is not there at
+// start, or that refuses the credentials, is a configuration problem worth
+// saying at once.
 type connector struct {
-	url, name string
-	top       rabbit.Topology
-	timeout   time.Duration
-	logger    *slog.Logger
+	dialer  *rabbit.Dialer
+	top     rabbit.Topology
+	timeout time.Duration
+	logger  *slog.Logger
 
 	mu   sync.Mutex
 	conn *amqp.Connection
+}
+
+func newConnector(cfg Config) (*connector, error) {
+	d, err := rabbit.NewDialer(cfg.AMQPURL, cfg.AppID+" "+cfg.Source)
+	if err != nil {
+		return nil, err
+	}
+	return &connector{dialer: d, top: cfg.Topology, timeout: cfg.ReconnectTimeout, logger: cfg.Logger}, nil
 }
 
 // publisher returns a new confirm-mode channel on a live connection.
 func (c *connector) publisher(ctx context.Context) (*rabbit.Publisher, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	first := c.conn == nil
+	if c.conn == nil {
+		return c.open(ctx)
+	}
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxInterval = 5 * time.Second
-	deadline := time.Now().Add(c.timeout)
+	// The reconnect timeout is a deadline: no dial nor wait outlasts it.
+	rctx, cancel := context.WithTimeoutCause(ctx, c.timeout, errReconnectTimeout)
+	defer cancel()
 	for {
-		pub, err := c.open(ctx)
+		pub, err := c.open(rctx)
 		if err == nil {
 			return pub, nil
 		}
-		if first {
-			return nil, fmt.Errorf("%w: is RabbitMQ running? (make infra)", err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("reconnect to RabbitMQ: %w", context.Cause(ctx))
 		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
+		if rctx.Err() != nil {
 			return nil, fmt.Errorf("RabbitMQ unreachable for --reconnect-timeout %s: %w", c.timeout, err)
 		}
 		wait := bo.NextBackOff()
 		c.logger.Warn("RabbitMQ connection lost; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond).String())
 		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("reconnect to RabbitMQ: %w", context.Cause(ctx))
+		case <-rctx.Done():
 		case <-time.After(wait):
 		}
 	}
 }
 
+var errReconnectTimeout = errors.New("reconnect timeout")
+
 func (c *connector) open(ctx context.Context) (*rabbit.Publisher, error) {
 	if c.conn == nil || c.conn.IsClosed() {
-		conn, err := rabbit.Dial(ctx, c.url, c.name)
+		conn, url, err := c.dialer.Dial(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -76,7 +92,7 @@ func (c *connector) open(ctx context.Context) (*rabbit.Publisher, error) {
 			return nil, err
 		}
 		if c.conn != nil {
-			c.logger.Info("reconnected to RabbitMQ")
+			c.logger.Info("reconnected to RabbitMQ", "amqp", rabbit.Redact(url))
 		}
 		c.conn = conn
 	}

@@ -28,9 +28,13 @@ type span struct{ row, end int64 }
 func (r *run) pipeline(ctx context.Context, src *csvsource.Reader) error {
 	cfg := r.cfg
 	r.started = time.Now() // the progress rate counts from here
-	conns := &connector{url: cfg.AMQPURL, name: cfg.AppID + " " + cfg.Source, top: cfg.Topology, timeout: cfg.ReconnectTimeout, logger: cfg.Logger}
-	defer conns.close()
+	var conns *connector
 	if !cfg.DryRun {
+		var err error
+		if conns, err = newConnector(cfg); err != nil {
+			return err
+		}
+		defer conns.close()
 		// Connect before reading, so that a broker that is not there is
 		// said at once.
 		pub, err := conns.publisher(ctx)

@@ -196,7 +196,7 @@ func dialOne(ctx context.Context, rawURL, name string) (*amqp.Connection, error)
 	case isAMQP && amqpErr.Code == amqp.NotAllowed:
 		hint = ": the URL's virtual host does not exist or its user may not use it (rabbitmqctl add_vhost, set_permissions)"
 	case isNet:
-		hint = ": is RabbitMQ running there?"
+		hint = ": is RabbitMQ running?"
 	}
 	return nil, fmt.Errorf("connect to RabbitMQ at %s: %w%s", Redact(rawURL), err, hint)
 }

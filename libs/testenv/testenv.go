@@ -231,24 +231,7 @@ func Topology(t testing.TB, retryDelays ...time.Duration) rabbit.Topology {
 		retryDelays = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}
 	}
 	top := rabbit.Topology{Prefix: Name(t), RetryDelays: retryDelays}.WithDefaults()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := rabbit.Dial(ctx, u, "testenv-cleanup")
-		if err != nil {
-			t.Logf("delete topology %s: %v", top.Prefix, err)
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Logf("delete topology %s: %v", top.Prefix, err)
-			return
-		}
-		if err := top.Delete(ch); err != nil {
-			t.Logf("delete topology %s: %v", top.Prefix, err)
-		}
-	})
+	t.Cleanup(func() { deleteTopology(t, u, top) })
 	return top
 }
 
