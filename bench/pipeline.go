@@ -17,6 +17,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/process"
 	"github.com/custimport/custimport/libs/rabbit"
 )
 
@@ -138,7 +139,7 @@ type spec struct {
 // outcome is what a pipeline run measured.
 type outcome struct {
 	producer      summary
-	producerUsage usage
+	producerUsage process.Usage
 	// produceRate is rows per second of the producer's own summary.
 	produceRate float64
 	produceCPU  CPU
@@ -181,18 +182,18 @@ func (b *bench) pipeline(ctx context.Context, s spec) (outcome, error) {
 	}
 	defer b.deleteTopology(top)
 
-	addr, err := freeAddr(ctx)
+	addr, err := process.FreeAddr(ctx)
 	if err != nil {
 		return o, err
 	}
 	crmArgs := append([]string{"--addr", addr, "--fail-rate", "0", "--latency", "0", "--seed", "1", "--log-format", "json"}, s.crmFlags...)
-	crm, err := start(b.bin("mockcrm"), b.logDir, s.name+"-mockcrm", nil, crmArgs...)
+	crm, err := b.start(s.name+"-mockcrm", "mockcrm", nil, crmArgs...)
 	if err != nil {
 		return o, err
 	}
-	defer crm.stop()
-	if err := waitHTTP(ctx, "http://"+addr+"/healthz", 20*time.Second); err != nil {
-		return o, fmt.Errorf("mockcrm: %w (log: %s)", err, crm.log)
+	defer func() { _ = crm.Stop() }()
+	if err := process.WaitHTTP(ctx, crm, "http://"+addr+"/healthz", 20*time.Second); err != nil {
+		return o, fmt.Errorf("mockcrm: %w (log: %s)", err, crm.Log())
 	}
 
 	env := append([]string{
@@ -204,10 +205,10 @@ func (b *bench) pipeline(ctx context.Context, s spec) (outcome, error) {
 		"LOG_FORMAT=json",
 	}, s.env...)
 
-	var consumers []*proc
+	var consumers []*process.Process
 	stopConsumers := func() {
 		for _, c := range consumers {
-			c.stop()
+			_ = c.Stop()
 		}
 	}
 	defer stopConsumers()
@@ -215,11 +216,11 @@ func (b *bench) pipeline(ctx context.Context, s spec) (outcome, error) {
 		for i := range s.consumers {
 			name := fmt.Sprintf("%s-consumer-%d", s.name, i+1)
 			// Each consumer serves /metrics on a port of its own.
-			httpAddr, err := freeAddr(ctx)
+			httpAddr, err := process.FreeAddr(ctx)
 			if err != nil {
 				return err
 			}
-			c, err := start(b.bin("consumer"), b.logDir, name, append(env, "CONSUMER_NAME="+name, "CONSUMER_HTTP_ADDR="+httpAddr))
+			c, err := b.start(name, "consumer", append(env, "CONSUMER_NAME="+name, "CONSUMER_HTTP_ADDR="+httpAddr))
 			if err != nil {
 				return err
 			}
@@ -262,7 +263,7 @@ func (b *bench) pipeline(ctx context.Context, s spec) (outcome, error) {
 		return o, err
 	}
 	stopConsumers()
-	crm.stop()
+	_ = crm.Stop()
 
 	o.elapsed = end.Sub(began)
 	n := o.producer.Published
@@ -271,9 +272,9 @@ func (b *bench) pipeline(ctx context.Context, s spec) (outcome, error) {
 	}
 	o.rate = float64(n) / o.elapsed.Seconds()
 	o.consumeCPU = between(before, after)
-	o.consumeCPU.CRM = crm.usage().CPU
+	o.consumeCPU.CRM = crm.Usage().CPU
 	for _, c := range consumers {
-		u := c.usage()
+		u := c.Usage()
 		o.consumeCPU.Consumers += u.CPU
 		o.consumerPeaks = append(o.consumerPeaks, u.PeakRSS)
 	}
@@ -294,30 +295,30 @@ func (b *bench) produce(ctx context.Context, s spec, env []string, o *outcome) e
 	if b.cfg.ProducerWindow > 0 {
 		args = append(args, "--window", strconv.Itoa(b.cfg.ProducerWindow))
 	}
-	p, err := start(b.bin("producer"), b.logDir, s.name+"-producer", env, args...)
+	p, err := b.start(s.name+"-producer", "producer", env, args...)
 	if err != nil {
 		return err
 	}
-	if err := p.wait(ctx); err != nil {
+	if err := p.Wait(ctx); err != nil {
 		return err
 	}
-	if err := json.Unmarshal(p.stdout.Bytes(), &o.producer); err != nil {
-		return fmt.Errorf("read the producer's summary %q: %w", p.stdout.String(), err)
+	if err := json.Unmarshal(p.Stdout(), &o.producer); err != nil {
+		return fmt.Errorf("read the producer's summary %q: %w", p.Stdout(), err)
 	}
 	if !o.producer.Complete || o.producer.Error != "" {
-		return fmt.Errorf("producer did not complete: %s (log: %s)", o.producer.Error, p.log)
+		return fmt.Errorf("producer did not complete: %s (log: %s)", o.producer.Error, p.Log())
 	}
 	if want := s.file.Rows - s.file.Invalid; o.producer.Published != want {
 		return fmt.Errorf("producer published %d messages, want %d", o.producer.Published, want)
 	}
-	o.producerUsage = p.usage()
+	o.producerUsage = p.Usage()
 	o.produceRate = o.producer.RowsPerSec
 	return nil
 }
 
 // waitConsumers waits until n consumers are registered on the queue, so that
 // a run measured from the producer's start does not include their start-up.
-func (b *bench) waitConsumers(ctx context.Context, queue string, n int, procs []*proc) error {
+func (b *bench) waitConsumers(ctx context.Context, queue string, n int, procs []*process.Process) error {
 	for {
 		ch, err := b.amqp.Channel()
 		if err != nil {
@@ -343,21 +344,29 @@ func (b *bench) waitConsumers(ctx context.Context, queue string, n int, procs []
 }
 
 // exited reports a process that stopped on its own.
-func exited(procs []*proc) error {
+func exited(procs []*process.Process) error {
 	for _, p := range procs {
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited early: %w (log: %s)\n%s", p.name, p.err, p.log, tailFile(p.log, 2000))
-		default:
+		if p.Exited() {
+			return fmt.Errorf("%s exited early: %w (log: %s)\n%s", p.Name(), p.Err(), p.Log(), process.Tail(p.Log(), 2000))
 		}
 	}
 	return nil
 }
 
+// start runs one of the built binaries with its log in the log folder and
+// stdout kept (the producer's summary). It is not tied to a context: it is
+// stopped with Stop, gracefully, so that its resource usage is whole.
+func (b *bench) start(name, bin string, env []string, args ...string) (*process.Process, error) {
+	return process.Start(context.Background(), process.Spec{
+		Name: name, Bin: b.bin(bin), Args: args, Env: env,
+		Log: filepath.Join(b.logDir, name+".log"), CaptureStdout: true, StopGrace: time.Minute,
+	})
+}
+
 // waitSynced polls until want customers are synced and the work queue is
 // empty, and returns when that was first seen. The database is only asked
 // once the queue is empty, so polling does not compete with the consumers.
-func (b *bench) waitSynced(ctx context.Context, schema string, top rabbit.Topology, want int64, procs []*proc) (time.Time, error) {
+func (b *bench) waitSynced(ctx context.Context, schema string, top rabbit.Topology, want int64, procs []*process.Process) (time.Time, error) {
 	conn, err := pgx.Connect(ctx, b.dbURL)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("connect to postgres: %w", err)

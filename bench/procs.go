@@ -1,180 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
+
+	"github.com/custimport/custimport/libs/process"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat CPU times. It is 100
 // on every mainstream Linux build; reading sysconf would take cgo.
 const clockTicks = 100
-
-// build compiles the binaries the bench runs into dir, from the module root.
-func build(ctx context.Context, root, dir string) error {
-	//nolint:gosec // a folder of our own
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(os.PathSeparator),
-		"./producer", "./consumer", "./mockcrm", "./data/gen")
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return nil
-}
-
-// moduleRoot finds the folder of go.mod, so the bench runs from anywhere
-// inside the repository.
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the custimport module: run the bench from the repository")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-// proc is a started binary. Its stderr goes to a log file; its stdout is
-// kept (the producer's summary).
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	log    string
-	stdout bytes.Buffer
-	done   chan struct{} // closed once the process has exited and err is set
-	err    error
-}
-
-// start runs bin with the extra environment. The process is not tied to ctx:
-// it is stopped with stop, gracefully, so that its resource usage is whole.
-func start(bin, logDir, name string, env []string, args ...string) (*proc, error) {
-	logPath := filepath.Join(logDir, name+".log")
-	f, err := os.Create(logPath) //nolint:gosec // the bench's own log folder
-	if err != nil {
-		return nil, fmt.Errorf("create log of %s: %w", name, err)
-	}
-	cmd := exec.Command(bin, args...) //nolint:gosec,noctx // our binaries, stopped by signal in stop
-	cmd.Env = append(os.Environ(), env...)
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = &p.stdout, f
-	if err := cmd.Start(); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		_ = f.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// wait waits for the process to exit by itself.
-func (p *proc) wait(ctx context.Context) error {
-	select {
-	case <-p.done:
-		if p.err != nil {
-			return fmt.Errorf("%s: %w (log: %s)\n%s", p.name, p.err, p.log, tailFile(p.log, 2000))
-		}
-		return nil
-	case <-ctx.Done():
-		p.stop()
-		return fmt.Errorf("%s: %w", p.name, ctx.Err())
-	}
-}
-
-// stop sends SIGTERM and waits; a process that does not stop within a minute
-// is killed.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(time.Minute):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// usage is what the kernel counted for an exited process.
-type usage struct {
-	PeakRSS int64   // bytes
-	CPU     float64 // user + system seconds
-}
-
-func (p *proc) usage() usage {
-	st := p.cmd.ProcessState
-	if st == nil {
-		return usage{}
-	}
-	ru, ok := st.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return usage{}
-	}
-	// Maxrss is in KiB on Linux.
-	return usage{PeakRSS: ru.Maxrss * 1024, CPU: (st.UserTime() + st.SystemTime()).Seconds()}
-}
-
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path) //nolint:gosec // the bench's own log
-	if err != nil {
-		return ""
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
-
-func freeAddr(ctx context.Context) (string, error) {
-	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	addr := l.Addr().String()
-	return addr, l.Close()
-}
-
-// waitHTTP polls url until it answers 200.
-func waitHTTP(ctx context.Context, url string, within time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer within %s", url, within)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
 
 // cpuSnapshot is the CPU ticks of the processes the bench does not start
 // itself (the broker and Postgres), of the bench itself, and of the machine.
@@ -307,10 +146,10 @@ type profiler struct {
 
 // startPerf records procs with call graphs until finish. Without perf, or
 // where the kernel forbids it, the run goes on unprofiled.
-func (b *bench) startPerf(name string, procs []*proc) *profiler {
+func (b *bench) startPerf(name string, procs []*process.Process) *profiler {
 	pids := make([]string, len(procs))
 	for i, p := range procs {
-		pids[i] = strconv.Itoa(p.cmd.Process.Pid)
+		pids[i] = strconv.Itoa(p.Pid())
 	}
 	pr := &profiler{b: b, data: filepath.Join(b.logDir, name+".perf.data"), report: filepath.Join(b.logDir, name+".perf.txt")}
 	pr.cmd = exec.Command("perf", "record", "-F", "499", "-g", "-o", pr.data, "-p", strings.Join(pids, ",")) //nolint:noctx,gosec // stopped by SIGINT in finish; pids and a path of our own

@@ -22,6 +22,7 @@ import (
 
 	"github.com/custimport/custimport/libs/logging"
 	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/process"
 	"github.com/custimport/custimport/libs/rabbit"
 )
 
@@ -50,7 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	root, err := moduleRoot(ctx)
+	root, err := process.ModuleRoot(ctx)
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("create %s: %w", b.logDir, err)
 	}
 	logger.Info("building binaries", "into", b.binDir)
-	if err := build(ctx, root, b.binDir); err != nil {
+	if err := process.Build(ctx, b.binDir, "./producer", "./consumer", "./mockcrm", "./data/gen"); err != nil {
 		return err
 	}
 

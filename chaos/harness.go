@@ -23,6 +23,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/process"
 	"github.com/custimport/custimport/libs/rabbit"
 	"github.com/custimport/custimport/libs/tcpproxy"
 )
@@ -56,7 +57,7 @@ type harness struct {
 	pgProxy     *tcpproxy.Proxy
 	pool        *pgxpool.Pool
 	amqpConn    *amqp.Connection
-	crm         *process
+	crm         *process.Process
 	crmCancel   context.CancelFunc
 
 	env []string // for producer and consumers: through the proxies
@@ -64,11 +65,6 @@ type harness struct {
 
 // build compiles the binaries into the work folder.
 func (h *harness) build(ctx context.Context) error {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("find the module: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
 	h.bin = filepath.Join(h.work, "bin")
 	h.logDir = filepath.Join(h.work, "logs")
 	for _, d := range []string{h.bin, h.logDir} {
@@ -77,13 +73,7 @@ func (h *harness) build(ctx context.Context) error {
 		}
 	}
 	h.logger.Info("building", "into", h.bin)
-	//nolint:gosec // G204: the output folder is our own
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", h.bin+string(os.PathSeparator), "./producer", "./consumer", "./mockcrm", "./data/gen")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return nil
+	return process.Build(ctx, h.bin, "./producer", "./consumer", "./mockcrm", "./data/gen")
 }
 
 // setup makes the schema, the topology, the proxies and mockcrm.
@@ -179,15 +169,13 @@ func (h *harness) setup(ctx context.Context) error {
 }
 
 func (h *harness) startCRM(ctx context.Context) error {
-	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	addr, err := process.FreeAddr(ctx)
 	if err != nil {
-		return fmt.Errorf("find a port for mockcrm: %w", err)
+		return fmt.Errorf("mockcrm: %w", err)
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
 	crmCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.crmCancel = cancel
-	h.crm, err = spawn(crmCtx, h.logger, "mockcrm", filepath.Join(h.bin, "mockcrm"), filepath.Join(h.logDir, "mockcrm.log"),
+	h.crm, err = start(crmCtx, h.logger, h.logDir, "mockcrm", filepath.Join(h.bin, "mockcrm"),
 		[]string{"LOG_FORMAT=json"},
 		[]string{
 			"--addr", addr, "--fail-rate", "0.1", "--fail-after-create-rate", "0.05", "--latency", "2ms",
@@ -197,18 +185,7 @@ func (h *harness) startCRM(ctx context.Context) error {
 		return err
 	}
 	h.crmURL = "http://" + addr
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if h.crmGet(ctx, "/healthz", nil) == nil {
-			return nil
-		}
-		select {
-		case <-h.crm.done:
-			return fmt.Errorf("mockcrm exited at start: %w\n%s", h.crm.err, tailFile(filepath.Join(h.logDir, "mockcrm.log"), 2000))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return errors.New("mockcrm did not answer /healthz within 20s")
+	return process.WaitHTTP(ctx, h.crm, h.crmURL+"/healthz", 20*time.Second)
 }
 
 // teardown stops mockcrm and the proxies and, unless kept, drops the
@@ -216,7 +193,7 @@ func (h *harness) startCRM(ctx context.Context) error {
 func (h *harness) teardown(keep bool) {
 	if h.crmCancel != nil {
 		h.crmCancel()
-		<-h.crm.done
+		<-h.crm.Done()
 	}
 	for _, p := range []*tcpproxy.Proxy{h.rabbitProxy, h.pgProxy} {
 		if p != nil {

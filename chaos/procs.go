@@ -1,90 +1,32 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/custimport/custimport/libs/process"
 )
 
-// stopGrace is how long a process has to stop after SIGTERM before it is
-// killed.
-const stopGrace = 30 * time.Second
-
-// process is one started binary. Its stdout and stderr go to a log file
-// (stdout to a buffer instead when asked), shared by every generation of
-// the same name so that a restart's story reads in order.
-type process struct {
-	name   string
-	cmd    *exec.Cmd
-	stdout *bytes.Buffer // nil unless captured
-	done   chan struct{} // closed once it exited
-	err    error         // its exit status, once done is closed
-
-	mu     sync.Mutex
-	killed bool // SIGKILLed on purpose
-}
-
-// spawn starts bin. Cancelling ctx sends SIGTERM, then SIGKILL after
-// stopGrace. The log file is appended to.
-func spawn(ctx context.Context, logger *slog.Logger, name, bin, logPath string, env, args []string, captureStdout bool) (*process, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+// start runs one of the built binaries with its log in the log folder,
+// appended to by every generation of the same name so that a restart's
+// story reads in order. The end of ctx stops it: SIGTERM, then SIGKILL after
+// the default grace period.
+func start(ctx context.Context, logger *slog.Logger, logDir, name, bin string, env, args []string, captureStdout bool) (*process.Process, error) {
+	p, err := process.Start(ctx, process.Spec{
+		Name: name, Bin: bin, Args: args, Env: env,
+		Log: filepath.Join(logDir, name+".log"), CaptureStdout: captureStdout,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("open log of %s: %w", name, err)
+		return nil, err
 	}
-	fmt.Fprintf(logf, "=== chaos: start %s %v at %s\n", name, args, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = stopGrace
-	p := &process{name: name, cmd: cmd, done: make(chan struct{})}
-	cmd.Stderr = logf
-	cmd.Stdout = logf
-	if captureStdout {
-		p.stdout = &bytes.Buffer{}
-		cmd.Stdout = p.stdout
-	}
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	logger.Debug("started", "process", name, "pid", cmd.Process.Pid)
-	go func() {
-		p.err = cmd.Wait()
-		fmt.Fprintf(logf, "=== chaos: %s exited at %s: %v\n", name, time.Now().Format(time.RFC3339Nano), p.err)
-		_ = logf.Close()
-		close(p.done)
-	}()
+	logger.Debug("started", "process", name, "pid", p.Pid())
 	return p, nil
-}
-
-// kill sends SIGKILL, on purpose: the exit is not a finding.
-func (p *process) kill() {
-	p.mu.Lock()
-	p.killed = true
-	p.mu.Unlock()
-	_ = p.cmd.Process.Kill()
-}
-
-// exitedCleanly reports a zero exit status. After SIGTERM Wait returns the
-// context's error even then, so p.err alone does not tell.
-func (p *process) exitedCleanly() bool {
-	return p.cmd.ProcessState != nil && p.cmd.ProcessState.Success()
-}
-
-func (p *process) killedOnPurpose() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.killed
 }
 
 // exit is a process that ended on its own: what the lead must look at.
@@ -104,7 +46,7 @@ type fleet struct {
 	env    []string
 
 	mu      sync.Mutex
-	current []*process
+	current []*process.Process
 	exits   []exit
 	kills   int
 	starts  int
@@ -128,7 +70,7 @@ func (f *fleet) supervise(ctx context.Context, i int) error {
 		// Port 0: the consumers of one host must not fight over the
 		// metrics port.
 		env := slices.Concat(f.env, []string{fmt.Sprintf("CONSUMER_NAME=c%d-g%d", i+1, gen), "CONSUMER_HTTP_ADDR=127.0.0.1:0"})
-		p, err := spawn(ctx, f.logger, name, f.bin, filepath.Join(f.logDir, name+".log"), env, nil, false)
+		p, err := start(ctx, f.logger, f.logDir, name, f.bin, env, nil, false)
 		if err != nil {
 			return err
 		}
@@ -136,17 +78,17 @@ func (f *fleet) supervise(ctx context.Context, i int) error {
 		f.current[i] = p
 		f.starts++
 		f.mu.Unlock()
-		<-p.done
+		<-p.Done()
 		if ctx.Err() != nil {
-			if !p.exitedCleanly() && !p.killedOnPurpose() {
-				f.record(exit{Process: name, Err: "after SIGTERM: " + p.err.Error(), At: time.Now()})
+			if !p.ExitedCleanly() && !p.KilledOnPurpose() {
+				f.record(exit{Process: name, Err: fmt.Sprint("after SIGTERM: ", p.Err()), At: time.Now()})
 			}
 			return nil
 		}
 		pause := 100 * time.Millisecond
-		if !p.killedOnPurpose() {
-			f.record(exit{Process: fmt.Sprintf("%s (c%d-g%d)", name, i+1, gen), Err: fmt.Sprint(p.err), At: time.Now()})
-			f.logger.Warn("consumer exited on its own; restarting it", "process", name, "generation", gen, "err", p.err)
+		if !p.KilledOnPurpose() {
+			f.record(exit{Process: fmt.Sprintf("%s (c%d-g%d)", name, i+1, gen), Err: fmt.Sprint(p.Err()), At: time.Now()})
+			f.logger.Warn("consumer exited on its own; restarting it", "process", name, "generation", gen, "err", p.Err())
 			pause = time.Second
 		}
 		select {
@@ -174,7 +116,7 @@ func (f *fleet) kill(i int) bool {
 	if p == nil {
 		return false
 	}
-	p.kill()
+	p.Kill()
 	return true
 }
 
@@ -182,22 +124,4 @@ func (f *fleet) unexpectedExits() []exit {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]exit(nil), f.exits...)
-}
-
-// tailFile returns the last n bytes of a file, for evidence.
-func tailFile(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	if st.Size() > n {
-		_, _ = f.Seek(st.Size()-n, io.SeekStart)
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
 }

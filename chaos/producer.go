@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/custimport/custimport/libs/process"
 )
 
 // producerSummary is the producer's stdout.
@@ -64,7 +66,7 @@ func (h *harness) importFile(ctx context.Context, name, file string, killAt int6
 			args = append(args, "--resume")
 		}
 		res.Runs++
-		p, err := spawn(ctx, h.logger, name, filepath.Join(h.bin, "producer"), filepath.Join(h.logDir, name+".log"), h.env, args, true)
+		p, err := start(ctx, h.logger, h.logDir, name, filepath.Join(h.bin, "producer"), h.env, args, true)
 		if err != nil {
 			return res, err
 		}
@@ -74,12 +76,12 @@ func (h *harness) importFile(ctx context.Context, name, file string, killAt int6
 			}
 			killAt = 0
 		}
-		<-p.done
+		<-p.Done()
 		if ctx.Err() != nil {
 			return res, fmt.Errorf("producer on %s: %w", name, ctx.Err())
 		}
 		var s producerSummary
-		if out := strings.TrimSpace(p.stdout.String()); out != "" {
+		if out := strings.TrimSpace(string(p.Stdout())); out != "" {
 			if err := json.Unmarshal([]byte(out), &s); err != nil {
 				h.logger.Warn("producer summary unreadable", "file", name, "stdout", out, "err", err)
 			} else {
@@ -87,19 +89,19 @@ func (h *harness) importFile(ctx context.Context, name, file string, killAt int6
 			}
 		}
 		switch {
-		case p.killedOnPurpose():
+		case p.KilledOnPurpose():
 			h.logger.Info("producer killed mid-file; resuming", "file", name)
-		case p.err == nil && s.Complete:
+		case p.Err() == nil && s.Complete:
 			res.Complete = true
 			h.logger.Info("producer done", "file", name, "runs", res.Runs, "rows", s.Rows, "published", s.Published, "rejected", s.Rejected)
 			return res, nil
 		default:
 			why := s.Error
 			if why == "" {
-				why = fmt.Sprint(p.err)
+				why = fmt.Sprint(p.Err())
 			}
 			res.Exits = append(res.Exits, exit{Process: fmt.Sprintf("%s run %d", name, res.Runs), Err: why, At: time.Now()})
-			h.logger.Warn("producer exited on its own; resuming", "file", name, "run", res.Runs, "err", p.err, "summary_error", s.Error)
+			h.logger.Warn("producer exited on its own; resuming", "file", name, "run", res.Runs, "err", p.Err(), "summary_error", s.Error)
 			select {
 			case <-time.After(time.Second):
 			case <-ctx.Done():
@@ -112,12 +114,12 @@ func (h *harness) importFile(ctx context.Context, name, file string, killAt int6
 
 // killAtCheckpoint SIGKILLs p once its checkpoint reaches row, and reports
 // whether it did (a fast producer may finish first).
-func (h *harness) killAtCheckpoint(ctx context.Context, p *process, path string, row int64) bool {
+func (h *harness) killAtCheckpoint(ctx context.Context, p *process.Process, path string, row int64) bool {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
-		case <-p.done:
+		case <-p.Done():
 			h.logger.Warn("producer finished before the kill point; no producer kill this run", "kill_at_row", row)
 			return false
 		case <-ctx.Done():
@@ -134,7 +136,10 @@ func (h *harness) killAtCheckpoint(ctx context.Context, p *process, path string,
 		if json.Unmarshal(b, &cp) != nil || cp.Row < row {
 			continue
 		}
-		p.kill()
+		if !p.Kill() {
+			h.logger.Warn("producer finished before the kill point; no producer kill this run", "kill_at_row", row)
+			return false
+		}
 		h.logger.Info("fault: SIGKILL producer mid-file", "checkpoint_row", cp.Row)
 		return true
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/custimport/custimport/libs/cli"
 	"github.com/custimport/custimport/libs/crm/crmmock"
+	"github.com/custimport/custimport/libs/process"
 )
 
 // refusedRows is the size of the file whose customers the CRM refuses.
@@ -121,7 +122,7 @@ func (h *harness) chaos(runCtx, ctx context.Context) (*observed, error) {
 
 	procCtx, stopProcs := context.WithCancel(ctx)
 	defer stopProcs()
-	f := &fleet{logger: h.logger, bin: filepath.Join(h.bin, "consumer"), logDir: h.logDir, env: h.env, current: make([]*process, cfg.Consumers)}
+	f := &fleet{logger: h.logger, bin: filepath.Join(h.bin, "consumer"), logDir: h.logDir, env: h.env, current: make([]*process.Process, cfg.Consumers)}
 	var procs sync.WaitGroup
 	procs.Go(func() {
 		if err := f.run(procCtx); err != nil {

@@ -7,15 +7,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +22,7 @@ import (
 
 	"github.com/custimport/custimport/libs/crm/crmmock"
 	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/process"
 	"github.com/custimport/custimport/libs/rabbit"
 	"github.com/custimport/custimport/libs/testenv"
 )
@@ -45,11 +43,7 @@ func binaries(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.CommandContext(t.Context(), "go", "build", "-o", binDir+string(os.PathSeparator), "../producer", "../consumer", "../mockcrm")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
+		buildErr = process.Build(t.Context(), binDir, "./producer", "./consumer", "./mockcrm")
 	})
 	require.NoError(t, buildErr)
 	return binDir
@@ -64,38 +58,27 @@ func TestMain(m *testing.M) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
+	addr, err := process.FreeAddr(t.Context())
 	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
 	return addr
 }
 
-// proc is a started binary whose output is kept for the test log.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *testenv.Buffer
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done is closed
-}
-
-func start(t *testing.T, name string, env []string, args ...string) *proc {
+// start runs one of the binaries, its output kept for the test log, and
+// stops it gracefully when the test ends: an exit other than 0 after
+// SIGTERM, or none within the grace period, fails the test.
+func start(t *testing.T, name string, env []string, args ...string) *process.Process {
 	t.Helper()
+	out := &testenv.Buffer{}
 	// Not t.Context(): it ends before the cleanups, and the processes must
 	// be stopped gracefully by them.
-	cmd := exec.CommandContext(context.WithoutCancel(t.Context()), filepath.Join(binaries(t), name), args...)
-	cmd.Env = append(os.Environ(), env...)
-	out := &testenv.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start())
-	p := &proc{name: name, cmd: cmd, out: out, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
+	p, err := process.Start(context.WithoutCancel(t.Context()), process.Spec{
+		Name: name, Bin: filepath.Join(binaries(t), name), Args: args, Env: env, Output: out,
+	})
+	require.NoError(t, err)
 	t.Cleanup(func() {
-		p.stop(t)
+		if err := p.Stop(); err != nil {
+			t.Errorf("stop %s: %v", name, err)
+		}
 		if t.Failed() {
 			t.Logf("--- %s output:\n%s", name, tail(out.String(), 4000))
 		}
@@ -108,27 +91,6 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
-}
-
-// stop sends SIGTERM and waits; a process that does not stop is killed.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		if p.err != nil {
-			t.Errorf("%s exited with %v after SIGTERM", p.name, p.err)
-		}
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("%s did not stop within 30s of SIGTERM", p.name)
-	}
 }
 
 // pipeline is one isolated deployment: its own schema, queues and CRM.
@@ -171,7 +133,7 @@ func newPipeline(t *testing.T, crmFlags ...string) *pipeline {
 	}
 }
 
-func (p *pipeline) consumer(t *testing.T, name string) *proc {
+func (p *pipeline) consumer(t *testing.T, name string) *process.Process {
 	t.Helper()
 	return start(t, "consumer", append(p.env, "CONSUMER_NAME="+name))
 }

@@ -9,11 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/custimport/custimport/libs/process"
 )
 
 // writeFile writes n rows id,name,email: every 40th email is a duplicate
@@ -44,15 +45,9 @@ func writeFile(t *testing.T, path string, n int) int {
 	return distinct
 }
 
-func kill(t *testing.T, p *proc) {
+func kill(t *testing.T, p *process.Process) {
 	t.Helper()
-	select {
-	case <-p.done:
-		t.Fatalf("%s exited before it could be killed: %v", p.name, p.err)
-	default:
-	}
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	<-p.done
+	require.True(t, p.Kill(), "%s exited before it could be killed: %v", p.Name(), p.Err())
 }
 
 // TestKilledProducerAndConsumersLoseNothing SIGKILLs the producer mid-file
