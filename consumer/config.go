@@ -5,36 +5,42 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"strconv"
 	"time"
 
 	"github.com/custimport/custimport/libs/envflag"
 	"github.com/custimport/custimport/libs/logging"
+	"github.com/custimport/custimport/libs/pgstore"
 	"github.com/custimport/custimport/libs/rabbit"
 )
 
-const summary = `consumer takes customers off RabbitMQ, stores each once in PostgreSQL and
-creates each once in the CRM. Run as many consumers as you like, on any hosts.
-
-Usage:
-  consumer [flags]            consume until SIGINT or SIGTERM; serves /metrics,
-                              /healthz and /readyz on --http-addr
-  consumer migrate [flags]    apply the database migrations, then exit
-  consumer status [--json]    print queue depths and customers per CRM state
-  consumer replay [--reason R] [--limit N]
-                              move dead letters back to the work queue (after a fix),
-                              their customers back to pending; says how many`
-
-// Config is everything a consumer is told. Field comments give defaults.
-type Config struct {
+// Services says where the broker and the database are and names the
+// topology: what every subcommand that touches them is told, bound to its
+// flags once (bindServices).
+type Services struct {
 	// AMQPURL is the broker. Default amqp://guest:guest@localhost:5672/.
 	AMQPURL string
-	// DatabaseURL is Postgres. Default postgres://postgres:postgres@localhost:5432/customers?sslmode=disable.
+	// DatabaseURL is Postgres. Default
+	// postgres://postgres:postgres@localhost:5432/customers?sslmode=disable.
 	DatabaseURL string
 	// DBMaxConns caps the Postgres pool. Default 8.
 	DBMaxConns int
+	// ConnectTimeout bounds the first connection to each service at start;
+	// a running consumer retries later losses for ever. Default 30s.
+	ConnectTimeout time.Duration
+	// QueuePrefix, RetryDelays and DeliveryLimit define the topology and
+	// must match the producer's. Defaults: rabbit.Topology's.
+	QueuePrefix   string
+	RetryDelays   []time.Duration
+	DeliveryLimit int
+}
+
+// Config is what a consuming worker is told. Zero fields take the default
+// their comment gives (WithDefaults); validate names the flag of a field
+// that is wrong.
+type Config struct {
+	Services
 	// CRMURL is the CRM's base URL. Default http://localhost:8081.
 	CRMURL string
 	// CRMToken is sent as a bearer token when set. Never logged.
@@ -62,110 +68,123 @@ type Config struct {
 	// Default 5s.
 	CircuitOpen time.Duration
 	// Lease is how long a worker holds the right to call the CRM for a
-	// customer; it must outlast a batch's CRM calls. Default 2m.
+	// customer; it must outlast a CRM call. Default 2m.
 	Lease time.Duration
-	// ConnectTimeout bounds the first connection to each service at
-	// start; later losses are retried for ever. Default 30s.
-	ConnectTimeout time.Duration
 	// ReconnectMax caps the wait between reconnection attempts. Default 30s.
 	ReconnectMax time.Duration
 	// ShutdownTimeout bounds the finishing of in-flight work after
 	// SIGTERM. Default 30s.
 	ShutdownTimeout time.Duration
-	// QueuePrefix, RetryDelays and DeliveryLimit define the topology and
-	// must match the producer's.
-	QueuePrefix   string
-	RetryDelays   []time.Duration
-	DeliveryLimit int
-	// ReplayReason and ReplayLimit select the dead letters `consumer replay`
-	// moves back: all of them by default.
-	ReplayReason string
-	ReplayLimit  int
+	// LogEvery is the interval of the progress line (received, stored,
+	// synced, retried, dead-lettered, rate), written only when something
+	// happened. Default 10s; negative: never.
+	LogEvery time.Duration
 	// Name identifies this consumer in leases, dead letters and the
 	// management UI. Default host-pid.
 	Name string
-	// LogFormat is text or json; LogLevel debug, info, warn or error.
-	LogFormat, LogLevel string
 	// HTTPAddr is where /metrics, /healthz and /readyz are served; "off"
-	// (or empty) serves nothing. Default 127.0.0.1:9090 (":9090" in compose).
+	// serves nothing. Default 127.0.0.1:9090 (":9090" in compose).
 	HTTPAddr string
-	// ManagementURL is the RabbitMQ management API that `status` reads
-	// queue depths from, credentials included; when it does not answer,
-	// status falls back to AMQP. Default http://guest:guest@localhost:15672.
-	ManagementURL string
-	// JSON makes `status` print one JSON object instead of tables.
-	JSON bool
-	// Version prints the version and exits.
-	Version bool
 }
 
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	var c Config
-	defTop := rabbit.Topology{}.WithDefaults()
-	s := envflag.New("consumer", summary, getenv, stderr)
-	s.String(&c.AMQPURL, "amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "RabbitMQ `URL`")
-	s.String(&c.DatabaseURL, "database-url", "DATABASE_URL", "postgres://postgres:postgres@localhost:5432/customers?sslmode=disable", "PostgreSQL `URL`")
-	s.Int(&c.DBMaxConns, "db-max-conns", "DB_MAX_CONNS", 8, "PostgreSQL connections at most")
-	s.String(&c.CRMURL, "crm-url", "CRM_URL", "http://localhost:8081", "CRM base `URL`")
-	s.String(&c.CRMToken, "crm-token", "CRM_TOKEN", "", "CRM bearer token (prefer the environment variable)")
-	s.Duration(&c.CRMTimeout, "crm-timeout", "CRM_TIMEOUT", 10*time.Second, "timeout of one CRM call")
-	s.Int(&c.CRMConcurrency, "crm-concurrency", "CONSUMER_CRM_CONCURRENCY", 32, "CRM calls in flight at most")
-	s.Int(&c.Prefetch, "prefetch", "CONSUMER_PREFETCH", 512, "deliveries held at once")
-	s.Int(&c.BatchSize, "batch-size", "CONSUMER_BATCH_SIZE", 0, "deliveries per batch (one insert, one lease, one settle); prefetch/batch-size batches run side by side (default: 256, or --prefetch if smaller)")
-	s.Duration(&c.BatchWait, "batch-wait", "CONSUMER_BATCH_WAIT", 50*time.Millisecond, "how long a batch waits to fill after its first delivery")
-	s.Int(&c.MaxAttempts, "max-attempts", "CONSUMER_MAX_ATTEMPTS", 0, "CRM attempts per customer before it is dead-lettered (default: retry delays + 1)")
-	s.Int(&c.CircuitFailures, "circuit-failures", "CONSUMER_CIRCUIT_FAILURES", 10, "transient CRM failures in a row that open the circuit (deliveries wait, no attempts burned)")
-	s.Duration(&c.CircuitOpen, "circuit-open", "CONSUMER_CIRCUIT_OPEN", 5*time.Second, "how long the CRM circuit stays open before a probe")
-	s.Duration(&c.Lease, "lease", "CONSUMER_LEASE", 2*time.Minute, "how long a consumer holds a customer while calling the CRM")
-	s.Duration(&c.ConnectTimeout, "connect-timeout", "CONSUMER_CONNECT_TIMEOUT", 30*time.Second, "how long to try the first connection to RabbitMQ and PostgreSQL")
-	s.Duration(&c.ReconnectMax, "reconnect-max", "CONSUMER_RECONNECT_MAX", 30*time.Second, "longest wait between reconnection attempts")
-	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", "CONSUMER_SHUTDOWN_TIMEOUT", 30*time.Second, "time allowed to finish in-flight work after SIGTERM")
-	s.String(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", defTop.Prefix, "prefix of the exchange and queue names")
-	s.Durations(&c.RetryDelays, "retry-delays", "RETRY_DELAYS", defTop.RetryDelays, "backoff steps of the retry queues (must match the producer's)")
-	s.Int(&c.DeliveryLimit, "delivery-limit", "DELIVERY_LIMIT", defTop.DeliveryLimit, "deliveries of one message before the broker dead-letters it (must match the producer's)")
-	s.String(&c.ReplayReason, "reason", "REPLAY_REASON", "", "replay only: move only dead letters with this reason (crm_attempts_exhausted, crm_rejected, invalid_message, database_rejected, delivery_limit)")
-	s.Int(&c.ReplayLimit, "limit", "REPLAY_LIMIT", 0, "replay only: move at most this many dead letters (0: all)")
-	s.String(&c.Name, "name", "CONSUMER_NAME", "", "this consumer's name in leases and logs (default host-pid)")
-	s.String(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: "+logging.Formats)
-	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
-	s.String(&c.HTTPAddr, "http-addr", "CONSUMER_HTTP_ADDR", "127.0.0.1:9090", "`address` of /metrics, /healthz and /readyz (off: none)")
-	s.String(&c.ManagementURL, "management-url", "RABBITMQ_MANAGEMENT_URL", "http://guest:guest@localhost:15672", "RabbitMQ management API `URL` for status (falls back to AMQP when unreachable)")
-	s.Bool(&c.JSON, "json", "", false, "status: print JSON instead of tables")
-	s.Bool(&c.Version, "version", "", false, "print the version and exit")
-	if err := s.Parse(args); err != nil {
-		return Config{}, err
-	}
-	if c.Version {
-		return c, nil
-	}
-	if rest := s.FlagSet().Args(); len(rest) > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q (flags go after the subcommand)", rest[0])
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = min(256, c.Prefetch)
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = len(c.RetryDelays) + 1
-	}
-	if c.HTTPAddr == "off" {
-		// An empty variable reads as unset, so the environment says "off".
-		c.HTTPAddr = ""
-	}
+// Defaults of the flags whose zero value means something else: the local
+// services of `make infra`, whose development credentials the README states.
+//
+//nolint:gosec // development defaults, not secrets
+const (
+	defaultAMQPURL     = "amqp://guest:guest@localhost:5672/"
+	defaultDatabaseURL = "postgres://postgres:postgres@localhost:5432/customers?sslmode=disable"
+	defaultHTTPAddr    = "127.0.0.1:9090"
+	defaultMgmtURL     = "http://guest:guest@localhost:15672"
+	httpOff            = "off"
+)
+
+// WithDefaults returns a copy of s with every zero field set to its default.
+func (s Services) WithDefaults() Services {
+	top := rabbit.Topology{Prefix: s.QueuePrefix, RetryDelays: s.RetryDelays, DeliveryLimit: s.DeliveryLimit}.WithDefaults()
+	s.QueuePrefix, s.RetryDelays, s.DeliveryLimit = top.Prefix, top.RetryDelays, top.DeliveryLimit
+	s.AMQPURL = cmp(s.AMQPURL, defaultAMQPURL)
+	s.DatabaseURL = cmp(s.DatabaseURL, defaultDatabaseURL)
+	s.DBMaxConns = cmp(s.DBMaxConns, 8)
+	s.ConnectTimeout = cmp(s.ConnectTimeout, 30*time.Second)
+	return s
+}
+
+// WithDefaults returns a copy of c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	c.Services = c.Services.WithDefaults()
+	c.CRMURL = cmp(c.CRMURL, "http://localhost:8081")
+	c.CRMTimeout = cmp(c.CRMTimeout, 10*time.Second)
+	c.CRMConcurrency = cmp(c.CRMConcurrency, 32)
+	c.Prefetch = cmp(c.Prefetch, 512)
+	c.BatchWait = cmp(c.BatchWait, 50*time.Millisecond)
+	c.CircuitFailures = cmp(c.CircuitFailures, 10)
+	c.CircuitOpen = cmp(c.CircuitOpen, 5*time.Second)
+	c.Lease = cmp(c.Lease, 2*time.Minute)
+	c.ReconnectMax = cmp(c.ReconnectMax, 30*time.Second)
+	c.ShutdownTimeout = cmp(c.ShutdownTimeout, 30*time.Second)
+	c.LogEvery = cmp(c.LogEvery, 10*time.Second)
+	c.HTTPAddr = cmp(c.HTTPAddr, defaultHTTPAddr)
+	return c.withDerived()
+}
+
+// withDerived sets the defaults that follow from other fields. The flags
+// leave these zero (and all others set), so that an explicit --prefetch 0
+// is an error rather than a default.
+func (c Config) withDerived() Config {
+	c.BatchSize = cmp(c.BatchSize, min(256, c.Prefetch))
+	c.MaxAttempts = cmp(c.MaxAttempts, len(c.RetryDelays)+1)
 	if c.Name == "" {
 		host, _ := os.Hostname()
 		c.Name = host + "-" + strconv.Itoa(os.Getpid())
 	}
-	return c, c.validate()
+	return c
+}
+
+// cmp is v, or def when v is the zero value.
+func cmp[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+func (s Services) validate() error {
+	if s.DeliveryLimit < 1 {
+		return fmt.Errorf("--delivery-limit %d: want 1 or more", s.DeliveryLimit)
+	}
+	return s.validateDatabase()
+}
+
+// validateDatabase checks the fields bindDatabase binds.
+func (s Services) validateDatabase() error {
+	switch {
+	case s.ConnectTimeout <= 0:
+		return fmt.Errorf("--connect-timeout %s: want a positive duration", s.ConnectTimeout)
+	case s.DBMaxConns < 2:
+		return fmt.Errorf("--db-max-conns %d: want 2 or more", s.DBMaxConns)
+	}
+	return nil
 }
 
 func (c Config) validate() error {
-	positive := map[string]time.Duration{
-		"--crm-timeout": c.CRMTimeout, "--batch-wait": c.BatchWait, "--lease": c.Lease,
-		"--connect-timeout": c.ConnectTimeout, "--circuit-open": c.CircuitOpen, "--reconnect-max": c.ReconnectMax, "--shutdown-timeout": c.ShutdownTimeout,
+	if err := c.Services.validate(); err != nil {
+		return err
 	}
-	for name, d := range positive {
-		if d <= 0 {
-			return fmt.Errorf("%s %s: want a positive duration", name, d)
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--crm-timeout", c.CRMTimeout},
+		{"--batch-wait", c.BatchWait},
+		{"--lease", c.Lease},
+		{"--circuit-open", c.CircuitOpen},
+		{"--reconnect-max", c.ReconnectMax},
+		{"--shutdown-timeout", c.ShutdownTimeout},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s %s: want a positive duration", d.flag, d.v)
 		}
 	}
 	switch {
@@ -175,28 +194,116 @@ func (c Config) validate() error {
 		return fmt.Errorf("--batch-size %d: want 1 to --prefetch (%d)", c.BatchSize, c.Prefetch)
 	case c.CRMConcurrency < 1:
 		return fmt.Errorf("--crm-concurrency %d: want 1 or more", c.CRMConcurrency)
-	case c.DBMaxConns < 2:
-		return fmt.Errorf("--db-max-conns %d: want 2 or more", c.DBMaxConns)
 	case c.CircuitFailures < 1:
 		return fmt.Errorf("--circuit-failures %d: want 1 or more", c.CircuitFailures)
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("--max-attempts %d: want 1 or more", c.MaxAttempts)
-	case c.DeliveryLimit < 1:
-		return fmt.Errorf("--delivery-limit %d: want 1 or more", c.DeliveryLimit)
 	case c.Lease <= c.CRMTimeout:
 		return fmt.Errorf("--lease %s must be longer than --crm-timeout %s, or a slow call could outlive its lease", c.Lease, c.CRMTimeout)
 	}
-	if c.HTTPAddr != "" {
+	if c.HTTPAddr != httpOff {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-			return fmt.Errorf("--http-addr %q: want host:port, :port, or empty for none: %w", c.HTTPAddr, err)
+			return fmt.Errorf("--http-addr %q: want host:port, :port, or off for none: %w", c.HTTPAddr, err)
 		}
-	}
-	if u, err := url.Parse(c.ManagementURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errors.New("--management-url: want an http(s) URL such as http://guest:guest@localhost:15672")
 	}
 	return nil
 }
 
-func (c Config) topology() rabbit.Topology {
-	return rabbit.Topology{Prefix: c.QueuePrefix, RetryDelays: c.RetryDelays, DeliveryLimit: c.DeliveryLimit}.WithDefaults()
+func (s Services) topology() rabbit.Topology {
+	return rabbit.Topology{Prefix: s.QueuePrefix, RetryDelays: s.RetryDelays, DeliveryLimit: s.DeliveryLimit}.WithDefaults()
 }
+
+func (s Services) store() pgstore.Config {
+	return pgstore.Config{URL: s.DatabaseURL, MaxConns: int32(min(s.DBMaxConns, 1<<20))} //nolint:gosec // bounded above
+}
+
+// flags is one subcommand's flag set with the flags every subcommand has.
+type flags struct {
+	*envflag.Set
+	LogFormat, LogLevel string
+}
+
+func newFlags(name, summary string, getenv func(string) string, stderr io.Writer) *flags {
+	f := &flags{Set: envflag.New(name, summary, getenv, stderr)}
+	f.String(&f.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: "+logging.Formats)
+	f.String(&f.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	return f
+}
+
+// parse reads the environment and args; it refuses arguments left over.
+func (f *flags) parse(args []string) error {
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	if rest := f.FlagSet().Args(); len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q (flags go after the subcommand)", rest[0])
+	}
+	return nil
+}
+
+// bindDatabase binds the flags of the database alone (migrate).
+func (f *flags) bindDatabase(s *Services) {
+	d := Services{}.WithDefaults()
+	f.String(&s.DatabaseURL, "database-url", "DATABASE_URL", d.DatabaseURL, "PostgreSQL `URL`")
+	f.Int(&s.DBMaxConns, "db-max-conns", "DB_MAX_CONNS", d.DBMaxConns, "PostgreSQL connections at most")
+	f.Duration(&s.ConnectTimeout, "connect-timeout", "CONSUMER_CONNECT_TIMEOUT", d.ConnectTimeout, "how long to try the first connection to RabbitMQ and PostgreSQL")
+}
+
+// bindServices binds the flags of Services.
+func (f *flags) bindServices(s *Services) {
+	d := Services{}.WithDefaults()
+	f.String(&s.AMQPURL, "amqp-url", "AMQP_URL", d.AMQPURL, "RabbitMQ `URL`")
+	f.bindDatabase(s)
+	f.String(&s.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", d.QueuePrefix, "prefix of the exchange and queue names")
+	f.Durations(&s.RetryDelays, "retry-delays", "RETRY_DELAYS", d.RetryDelays, "backoff steps of the retry queues (must match the producer's)")
+	f.Int(&s.DeliveryLimit, "delivery-limit", "DELIVERY_LIMIT", d.DeliveryLimit, "deliveries of one message before the broker dead-letters it (must match the producer's)")
+}
+
+// bindWorker binds the flags of a consuming worker's Config.
+func (f *flags) bindWorker(c *Config) {
+	d := Config{}.WithDefaults()
+	f.bindServices(&c.Services)
+	f.String(&c.CRMURL, "crm-url", "CRM_URL", d.CRMURL, "CRM base `URL`")
+	f.String(&c.CRMToken, "crm-token", "CRM_TOKEN", "", "CRM bearer token (prefer the environment variable)")
+	f.DefaultText("crm-token", "none")
+	f.Duration(&c.CRMTimeout, "crm-timeout", "CRM_TIMEOUT", d.CRMTimeout, "timeout of one CRM call")
+	f.Int(&c.CRMConcurrency, "crm-concurrency", "CONSUMER_CRM_CONCURRENCY", d.CRMConcurrency, "CRM calls in flight at most")
+	f.Int(&c.Prefetch, "prefetch", "CONSUMER_PREFETCH", d.Prefetch, "deliveries held at once")
+	f.Int(&c.BatchSize, "batch-size", "CONSUMER_BATCH_SIZE", 0, "deliveries per batch (one insert, one lease, one write of CRM results); prefetch/batch-size batches run side by side")
+	f.DefaultText("batch-size", "256, or --prefetch if smaller")
+	f.Duration(&c.BatchWait, "batch-wait", "CONSUMER_BATCH_WAIT", d.BatchWait, "how long a batch waits to fill after its first delivery")
+	f.Int(&c.MaxAttempts, "max-attempts", "CONSUMER_MAX_ATTEMPTS", 0, "CRM attempts per customer before it is dead-lettered")
+	f.DefaultText("max-attempts", "retry delays + 1")
+	f.Int(&c.CircuitFailures, "circuit-failures", "CONSUMER_CIRCUIT_FAILURES", d.CircuitFailures, "transient CRM failures in a row that open the circuit (deliveries wait, no attempts burned)")
+	f.Duration(&c.CircuitOpen, "circuit-open", "CONSUMER_CIRCUIT_OPEN", d.CircuitOpen, "how long the CRM circuit stays open before a probe")
+	f.Duration(&c.Lease, "lease", "CONSUMER_LEASE", d.Lease, "how long a consumer holds a customer while calling the CRM")
+	f.Duration(&c.ReconnectMax, "reconnect-max", "CONSUMER_RECONNECT_MAX", d.ReconnectMax, "longest wait between reconnection attempts")
+	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "CONSUMER_SHUTDOWN_TIMEOUT", d.ShutdownTimeout, "time allowed to finish in-flight work after SIGTERM")
+	f.Duration(&c.LogEvery, "log-every", "CONSUMER_LOG_EVERY", d.LogEvery, "interval of the progress log line, written only when something happened (negative: never)")
+	f.String(&c.Name, "name", "CONSUMER_NAME", "", "this consumer's name in leases and logs")
+	f.DefaultText("name", "host-pid")
+	f.String(&c.HTTPAddr, "http-addr", "CONSUMER_HTTP_ADDR", d.HTTPAddr, "`address` of /metrics, /healthz and /readyz (off: none)")
+}
+
+// parseWorker reads a consuming worker's Config.
+func parseWorker(args []string, getenv func(string) string, stderr io.Writer) (Config, *flags, error) {
+	var c Config
+	var version bool
+	f := newFlags("consumer", summary, getenv, stderr)
+	f.bindWorker(&c)
+	f.Bool(&version, "version", "", false, "print the version and exit")
+	if err := f.parse(args); err != nil {
+		return Config{}, nil, err
+	}
+	if version {
+		return Config{}, f, errVersion
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = httpOff // an empty variable reads as unset: --http-addr "" says none too
+	}
+	c = c.withDerived()
+	return c, f, c.validate()
+}
+
+// errVersion asks run to print the version instead of running.
+var errVersion = errors.New("version asked")

@@ -31,6 +31,8 @@ type testBundle struct {
 	crm   *crmmock.Server
 	conn  *amqp.Connection
 	pub   *rabbit.Publisher
+	// logs holds what workers started by startWorker logged.
+	logs testenv.Buffer
 }
 
 func setup(t *testing.T, crmCfg crmmock.Config) *testBundle {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -34,20 +36,20 @@ func (b *testBundle) publishN(t *testing.T, n int) {
 }
 
 // startWorker runs a worker built from the bundle's environment, with a
-// crash hook, until the returned stop is called.
+// crash hook, until the returned stop is called. Its logs go to b.logs.
 func (b *testBundle) startWorker(t *testing.T, name string, crashAt func(ctx context.CancelFunc, point string) error) (stop func()) {
 	t.Helper()
 	env := map[string]string{"CONSUMER_NAME": name}
 	for k, v := range b.env {
 		env[k] = v
 	}
-	cfg, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	cfg, _, err := parseWorker(nil, func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
 	store, err := pgstore.Open(t.Context(), cfg.store())
 	require.NoError(t, err)
 	client, err := crm.New(crm.Config{BaseURL: cfg.CRMURL, Timeout: cfg.CRMTimeout}, nil)
 	require.NoError(t, err)
-	w := newWorker(cfg, slog.New(slog.DiscardHandler), store, client)
+	w := newWorker(cfg, slog.New(slog.NewTextHandler(&b.logs, nil)), store, client)
 	ctx, cancel := context.WithCancel(t.Context())
 	if crashAt != nil {
 		w.crashAt = func(point string) error { return crashAt(cancel, point) }
@@ -131,7 +133,8 @@ func TestPostgresLostMidRunBurnsNoAttempt(t *testing.T) {
 
 	require.Eventually(t, func() bool { return b.counts(t)[pgstore.StateSynced] > 50 }, 10*time.Second, 5*time.Millisecond)
 	proxy.Down()
-	time.Sleep(700 * time.Millisecond)
+	// Up again once the worker has met the outage and holds its batch.
+	require.Eventually(t, func() bool { return strings.Contains(b.logs.String(), "PostgreSQL unavailable") }, 10*time.Second, 5*time.Millisecond)
 	proxy.Up()
 
 	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 400, pgstore.StatePending: 0})
@@ -186,18 +189,29 @@ func TestCRMOutageOpensCircuitInsteadOfBurningAttempts(t *testing.T) {
 	require.Less(t, st.Failed, 25, "calls made against a CRM that is down")
 }
 
+// The CRM answers 429 to every 50th request, a count and not a rate, so
+// that the 429s come whatever the machine's speed.
 func TestRateLimitSlowsWithoutBurningAttempts(t *testing.T) {
 	t.Parallel()
-	cfg := crmmock.DefaultConfig()
-	cfg.RateLimit = 100
-	b := setup(t, cfg)
+	b := setup(t, crmmock.DefaultConfig())
+	var requests, limited atomic.Int64
+	limiter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1)%50 == 0 {
+			limited.Add(1)
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		b.crm.ServeHTTP(w, r)
+	}))
+	t.Cleanup(limiter.Close)
+	b.env["CRM_URL"] = limiter.URL
 	b.publishN(t, 300)
 	b.startWorker(t, "w1", nil)
 
 	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 300, pgstore.StatePending: 0})
-	st := b.crm.Stats()
-	require.Equal(t, 300, st.Created)
-	require.Positive(t, st.RateLimited, "the CRM was meant to answer 429")
+	require.Equal(t, 300, b.crm.Stats().Created)
+	require.GreaterOrEqual(t, limited.Load(), int64(6), "every 50th request was answered 429")
 	require.Equal(t, 1, b.maxAttempts(t), "a 429 burns no attempt")
 	require.Empty(t, b.deadLetters(t))
 }

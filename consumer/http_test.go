@@ -101,9 +101,9 @@ func TestNilMetricsAreSafe(t *testing.T) {
 	require.NotPanics(t, func() {
 		m.batchStarted(3)
 		m.batchEnded(3)
-		m.stored(pgstore.Inserted{"a@example.com": true}, 2)
+		m.stored(1, 1)
 		m.crmCall(crm.Result{}, nil, time.Millisecond)
-		m.outcomes([]*item{{out: waitLease()}})
+		m.batchDone(tally{retried: 1, dead: map[string]int{reasonCRMRejected: 1}})
 		m.setConsuming(true)
 		m.setCircuit(true)
 		m.watchCircuit(func() bool { return true })

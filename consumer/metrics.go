@@ -10,10 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/custimport/custimport/libs/crm"
-	"github.com/custimport/custimport/libs/pgstore"
 )
 
-// CRM call outcomes, the values of the outcome label.
+// What a CRM call came to: the values of crm_calls_total's outcome label.
 const (
 	crmSynced    = "synced"    // created now
 	crmExisted   = "existed"   // 409: it was there already
@@ -49,6 +48,8 @@ type metrics struct {
 	// circuitFunc, when set by watchCircuit, is asked instead of
 	// isCircuitOpen.
 	circuitFunc atomic.Pointer[func() bool]
+	// progress is what the --log-every line reports.
+	progress progress
 }
 
 func newMetrics() *metrics {
@@ -125,6 +126,7 @@ func (m *metrics) batchStarted(n int) {
 		return
 	}
 	m.received.Add(float64(n))
+	m.progress.received.Add(int64(n))
 	m.batchSize.Observe(float64(n))
 	m.inFlight.Add(float64(n))
 }
@@ -137,14 +139,15 @@ func (m *metrics) batchEnded(n int) {
 	m.inFlight.Sub(float64(n))
 }
 
-// stored counts an insert of deliveries valid deliveries, of which ins
-// were the customers' first inserts; the rest were already there.
-func (m *metrics) stored(ins pgstore.Inserted, deliveries int) {
+// stored counts an insert: inserted customers stored for the first time,
+// duplicates valid deliveries whose customer was already there.
+func (m *metrics) stored(inserted, duplicates int) {
 	if m == nil {
 		return
 	}
-	m.inserted.Add(float64(len(ins)))
-	m.duplicates.Add(float64(max(deliveries-len(ins), 0)))
+	m.inserted.Add(float64(inserted))
+	m.progress.stored.Add(int64(inserted))
+	m.duplicates.Add(float64(max(duplicates, 0)))
 }
 
 // crmCall records one CRM call. A call cut short by shutdown is not an
@@ -154,10 +157,15 @@ func (m *metrics) crmCall(res crm.Result, err error, took time.Duration) {
 		return
 	}
 	m.crmLatency.Observe(took.Seconds())
-	m.crmCalls.WithLabelValues(crmOutcome(res, err)).Inc()
+	label := crmCallLabel(res, err)
+	m.crmCalls.WithLabelValues(label).Inc()
+	if label != crmRejected && label != crmTransient {
+		m.progress.synced.Add(1)
+	}
 }
 
-func crmOutcome(res crm.Result, err error) string {
+// crmCallLabel is the value of crm_calls_total's outcome label for a call.
+func crmCallLabel(res crm.Result, err error) string {
 	switch {
 	case err == nil && res.Replayed:
 		return crmReplayed
@@ -174,20 +182,17 @@ func crmOutcome(res crm.Result, err error) string {
 	}
 }
 
-// outcomes counts what a finished batch sent to the retry and dead-letter
+// batchDone counts what a finished batch sent to the retry and dead-letter
 // queues.
-func (m *metrics) outcomes(items []*item) {
+func (m *metrics) batchDone(t tally) {
 	if m == nil {
 		return
 	}
-	for _, it := range items {
-		switch it.out.kind {
-		case outcomeRetry:
-			m.retries.Inc()
-		case outcomeDead:
-			m.deadLettered.WithLabelValues(it.out.reason).Inc()
-		case outcomeNone, outcomeAck:
-		}
+	m.retries.Add(float64(t.retried))
+	m.progress.retried.Add(int64(t.retried))
+	for reason, n := range t.dead {
+		m.deadLettered.WithLabelValues(reason).Add(float64(n))
+		m.progress.deadLettered.Add(int64(n))
 	}
 }
 
@@ -231,13 +236,4 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
-}
-
-// deliveriesOf counts the deliveries grouped by email.
-func deliveriesOf(byEmail map[string][]*item) int {
-	n := 0
-	for _, its := range byEmail {
-		n += len(its)
-	}
-	return n
 }

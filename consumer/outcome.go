@@ -1,25 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"net/http"
-	"sync"
-	"time"
-
-	"github.com/sony/gobreaker/v2"
 
 	"github.com/custimport/custimport/libs/crm"
 	"github.com/custimport/custimport/libs/pgstore"
-)
-
-// Dead-letter reasons, in the x-death-reason header.
-const (
-	reasonInvalidMessage   = "invalid_message"
-	reasonDatabaseRejected = "database_rejected"
-	reasonCRMRejected      = "crm_rejected"
-	reasonCRMExhausted     = "crm_attempts_exhausted"
 )
 
 type outcomeKind int
@@ -32,7 +18,8 @@ const (
 )
 
 // outcome is what a delivery comes to. Every error becomes one here, in
-// classify, and nowhere else.
+// classify (or a constructor below), and nowhere else; the word means
+// nothing else in this package.
 type outcome struct {
 	kind     outcomeKind
 	reason   string // dead-letter reason, or why it was acked
@@ -74,88 +61,19 @@ func classify(res crm.Result, err error, attempts, maxAttempts int) outcome {
 	}
 }
 
-// settle is the database side of a CRM call's outcome.
-func (o outcome) settle(email string) pgstore.Outcome {
+// crmResult is the store's side of a CRM call's outcome: the state the
+// customer moves to.
+func (o outcome) crmResult(email string) pgstore.CRMResult {
 	switch {
 	case o.kind == outcomeAck:
-		return pgstore.Outcome{Email: email, State: pgstore.StateSynced, CRMID: o.crmID}
+		return pgstore.CRMResult{Email: email, State: pgstore.StateSynced, CRMID: o.crmID}
 	case o.kind == outcomeDead && o.reason == reasonCRMRejected:
-		return pgstore.Outcome{Email: email, State: pgstore.StateRejected, Error: errText(o.err)}
+		return pgstore.CRMResult{Email: email, State: pgstore.StateRejected, Error: errText(o.err)}
 	case o.kind == outcomeDead:
-		return pgstore.Outcome{Email: email, State: pgstore.StateFailed, Error: errText(o.err)}
+		return pgstore.CRMResult{Email: email, State: pgstore.StateFailed, Error: errText(o.err)}
 	default:
-		return pgstore.Outcome{Email: email, State: pgstore.StatePending, Error: errText(o.err)}
+		return pgstore.CRMResult{Email: email, State: pgstore.StatePending, Error: errText(o.err)}
 	}
-}
-
-// errText is an error as Postgres and message headers can take it: valid
-// UTF-8 (a CRM's answer may be anything), no NUL, at most 1 KiB.
-func errText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return truncate(err.Error(), 1024)
-}
-
-// gate holds every CRM call of the process while the CRM has asked us to
-// slow down (429 with Retry-After), not only the call that was told.
-type gate struct {
-	mu    sync.Mutex
-	until time.Time
-}
-
-func (g *gate) close(d time.Duration) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if t := time.Now().Add(d); t.After(g.until) {
-		g.until = t
-	}
-}
-
-func (g *gate) wait(ctx context.Context) error {
-	g.mu.Lock()
-	d := time.Until(g.until)
-	g.mu.Unlock()
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
-// newBreaker opens the CRM circuit after CircuitFailures transient failures in
-// a row: calls stop, deliveries wait in the queue, and no attempt is burned.
-// After CircuitOpen one call probes; its success closes the circuit. A
-// permanent refusal or a 429 is the CRM answering, not failing.
-func newBreaker(cfg Config, logger *slog.Logger) *gobreaker.CircuitBreaker[crm.Result] {
-	return gobreaker.NewCircuitBreaker[crm.Result](gobreaker.Settings{
-		Name:        "crm",
-		MaxRequests: 1,
-		Timeout:     cfg.CircuitOpen,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(cfg.CircuitFailures) }, //nolint:gosec // validated positive
-		IsSuccessful: func(err error) bool {
-			return err == nil || (crm.IsPermanent(err) && !isAuthError(err)) || isRateLimited(err)
-		},
-		IsExcluded: func(err error) bool {
-			return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-		},
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			switch to {
-			case gobreaker.StateOpen:
-				logger.Warn("CRM circuit open: holding deliveries until a probe succeeds", "from", from.String(), "probe_in", cfg.CircuitOpen.String())
-			case gobreaker.StateHalfOpen:
-				logger.Info("CRM circuit half-open: probing")
-			case gobreaker.StateClosed:
-				logger.Info("CRM circuit closed: calls resume")
-			}
-		},
-	})
 }
 
 // isRateLimited reports a 429: the CRM is up and asks us to slow down.

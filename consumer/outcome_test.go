@@ -93,6 +93,6 @@ func TestCRMOutcomeLabel(t *testing.T) {
 		{&crm.StatusError{Status: 422}, crmRejected},
 		{&crm.StatusError{Status: 503}, crmTransient},
 	} {
-		require.Equal(t, tc.want, crmOutcome(crm.Result{}, tc.err), "%v", tc.err)
+		require.Equal(t, tc.want, crmCallLabel(crm.Result{}, tc.err), "%v", tc.err)
 	}
 }

@@ -4,12 +4,29 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 
 	"github.com/custimport/custimport/libs/deadletter"
+	"github.com/custimport/custimport/libs/logging"
 	"github.com/custimport/custimport/libs/pgstore"
 	"github.com/custimport/custimport/libs/rabbit"
 )
+
+const replaySummary = `consumer replay moves the dead letters present when it starts back to the
+work queue (after a fix), and their customers back to pending with their
+attempts cleared; it says how many. Dead letters it leaves stay in the
+dead-letter queue unchanged.
+
+Usage:
+  consumer replay [flags]`
+
+// replayConfig is what `consumer replay` is told.
+type replayConfig struct {
+	Services
+	// Reason selects the dead letters with this reason only; all by default.
+	Reason string
+	// Limit moves at most this many; 0, the default: all.
+	Limit int
+}
 
 // replay moves the dead letters present when it starts back to the work
 // queue, those with the given reason only when --reason is set, at most
@@ -17,7 +34,27 @@ import (
 // goes back to pending with its attempts cleared. Dead letters it leaves go
 // back to the end of the dead-letter queue unchanged. It reports how many it
 // moved.
-func replay(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer) error {
+func replay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg replayConfig
+	f := newFlags("consumer replay", replaySummary, getenv, stderr)
+	f.bindServices(&cfg.Services)
+	f.String(&cfg.Reason, "reason", "REPLAY_REASON", "", "move only dead letters with this reason (crm_attempts_exhausted, crm_rejected, invalid_message, database_rejected, delivery_limit)")
+	f.DefaultText("reason", "all")
+	f.Int(&cfg.Limit, "limit", "REPLAY_LIMIT", 0, "move at most this many dead letters")
+	f.DefaultText("limit", "all")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if cfg.Limit < 0 {
+		return fmt.Errorf("--limit %d: want 0 (all) or more", cfg.Limit)
+	}
+	logger, err := logging.New(stderr, f.LogFormat, f.LogLevel)
+	if err != nil {
+		return err
+	}
 	openCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	store, err := pgstore.Open(openCtx, cfg.store())
 	cancel()
@@ -25,19 +62,19 @@ func replay(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writ
 		return err
 	}
 	defer store.Close()
-	conn, err := rabbit.Dial(ctx, cfg.AMQPURL, "consumer replay "+cfg.Name)
+	conn, err := rabbit.Dial(ctx, cfg.AMQPURL, "consumer replay")
 	if err != nil {
 		return fmt.Errorf("%w: is RabbitMQ running? (make infra)", err)
 	}
 	defer conn.Close()
-	res, err := deadletter.Replay(ctx, conn, cfg.topology(), store, deadletter.ReplayOptions{Reason: cfg.ReplayReason, Limit: cfg.ReplayLimit})
+	res, err := deadletter.Replay(ctx, conn, cfg.topology(), store, deadletter.ReplayOptions{Reason: cfg.Reason, Limit: cfg.Limit})
 	if err != nil {
 		return err
 	}
 	logger.Info("replay done", "replayed", res.Replayed, "kept", res.Kept, "by_reason", fmt.Sprint(res.ByReason))
 	what := "dead letters"
-	if cfg.ReplayReason != "" {
-		what = "dead letters with reason " + cfg.ReplayReason
+	if cfg.Reason != "" {
+		what = "dead letters with reason " + cfg.Reason
 	}
 	_, err = fmt.Fprintf(stdout, "replayed %d %s to %s; %d left in %s\n", res.Replayed, what, res.Queue, res.Left, res.DeadQueue)
 	return err

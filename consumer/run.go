@@ -14,59 +14,61 @@ import (
 	"github.com/custimport/custimport/libs/pgstore"
 )
 
+const summary = `consumer takes customers off RabbitMQ, stores each once in PostgreSQL and
+creates each once in the CRM. Run as many consumers as you like, on any hosts.
+
+Usage:
+  consumer [flags]            consume until SIGINT or SIGTERM; serves /metrics,
+                              /healthz and /readyz on --http-addr
+  consumer migrate [flags]    apply the database migrations, then exit
+  consumer status [flags]     print queue depths and customers per CRM state
+  consumer replay [flags]     move dead letters back to the work queue (after a fix),
+                              their customers back to pending; says how many
+  consumer health [flags]     ask a running consumer's /healthz: exit 0 when it
+                              answers ok, 1 otherwise (a container healthcheck)
+
+Each subcommand's --help lists its own flags.`
+
+// commands are the subcommands; "" is consuming.
+var commands = map[string]func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error{
+	"":        consume,
+	"run":     consume,
+	"migrate": migrate,
+	"status":  status,
+	"replay":  replay,
+	"health":  health,
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := ""
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
-	cfg, err := parseConfig(args, getenv, stderr)
-	if err != nil {
-		return err
+	do, ok := commands[cmd]
+	if !ok {
+		return fmt.Errorf("unknown command %q: want migrate, status, replay, health, or no command to consume", cmd)
 	}
-	if cfg.Version {
+	return do(ctx, args, getenv, stdout, stderr)
+}
+
+// consume runs a worker until ctx is done, then lets it finish its batches
+// within the shutdown timeout.
+func consume(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, f, err := parseWorker(args, getenv, stderr)
+	if errors.Is(err, errVersion) {
 		_, err := fmt.Fprintln(stdout, buildinfo.String("consumer", version))
 		return err
 	}
-	logger, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
-	switch cmd {
-	case "", "run":
-		return consume(ctx, cfg, logger)
-	case "migrate":
-		return migrate(ctx, cfg, logger, stdout)
-	case "replay":
-		return replay(ctx, cfg, logger, stdout)
-	case "status":
-		return status(ctx, cfg, logger, stdout)
-	default:
-		return fmt.Errorf("unknown command %q: want migrate, status, replay, or no command to consume", cmd)
-	}
-}
-
-func (c Config) store() pgstore.Config {
-	return pgstore.Config{URL: c.DatabaseURL, MaxConns: int32(min(c.DBMaxConns, 1<<20))} //nolint:gosec // bounded above
-}
-
-func migrate(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Minute)
-	defer cancel()
-	applied, err := pgstore.Migrate(ctx, cfg.store())
+	logger, err := logging.New(stderr, f.LogFormat, f.LogLevel)
 	if err != nil {
 		return err
 	}
-	logger.Info("migrations applied", "database", pgstore.Redact(cfg.DatabaseURL), "applied", applied)
-	_, err = fmt.Fprintf(stdout, "applied %d migration(s)\n", len(applied))
-	return err
-}
-
-// consume runs a worker until ctx is done, then lets it finish its batch
-// within the shutdown timeout.
-func consume(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	logger = logger.With("consumer", cfg.Name)
 	openCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
-	store, err := openStore(openCtx, cfg, logger)
+	store, err := openStore(openCtx, cfg.Services, logger)
 	cancel()
 	if err != nil {
 		return err
@@ -78,7 +80,7 @@ func consume(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("--crm-url: %w", err)
 	}
 	w := newWorker(cfg, logger, store, client)
-	if cfg.HTTPAddr != "" {
+	if cfg.HTTPAddr != httpOff {
 		// Served until the worker has stopped, so that the last scrape sees
 		// the shutdown and /readyz says no while in-flight work finishes.
 		stopHTTP, err := serveHTTP(ctx, cfg.HTTPAddr, newHTTPHandler(w.metrics, store.Ping), logger)
@@ -90,12 +92,43 @@ func consume(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	return w.run(ctx)
 }
 
+const migrateSummary = `consumer migrate applies the database migrations that are not applied yet,
+under a PostgreSQL advisory lock, and says how many it applied.
+
+Usage:
+  consumer migrate [flags]`
+
+func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var s Services
+	f := newFlags("consumer migrate", migrateSummary, getenv, stderr)
+	f.bindDatabase(&s)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := s.validateDatabase(); err != nil {
+		return err
+	}
+	logger, err := logging.New(stderr, f.LogFormat, f.LogLevel)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.ConnectTimeout+time.Minute)
+	defer cancel()
+	applied, err := pgstore.Migrate(ctx, s.store())
+	if err != nil {
+		return err
+	}
+	logger.Info("migrations applied", "database", pgstore.Redact(s.DatabaseURL), "applied", applied)
+	_, err = fmt.Fprintf(stdout, "applied %d migration(s)\n", len(applied))
+	return err
+}
+
 // openStore connects to Postgres, retrying until the connect timeout: in
 // compose the consumer may start before the database answers. A schema that
 // is not migrated is not worth waiting for.
-func openStore(ctx context.Context, cfg Config, logger *slog.Logger) (*pgstore.Store, error) {
+func openStore(ctx context.Context, s Services, logger *slog.Logger) (*pgstore.Store, error) {
 	for {
-		store, err := pgstore.Open(ctx, cfg.store())
+		store, err := pgstore.Open(ctx, s.store())
 		if err == nil {
 			return store, nil
 		}

@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/custimport/custimport/libs/logging"
 	"github.com/custimport/custimport/libs/pgstore"
 	"github.com/custimport/custimport/libs/rabbit"
 )
@@ -60,22 +60,56 @@ type queueDepth struct {
 	Missing bool `json:"missing,omitempty"`
 }
 
+const statusSummary = `consumer status prints the depth of every queue of the topology and the
+customers per CRM state. It prints what it could find out even when a service
+is down, and then exits 1 naming what it could not.
+
+Usage:
+  consumer status [flags]`
+
+// statusConfig is what `consumer status` is told.
+type statusConfig struct {
+	Services
+	// ManagementURL is the RabbitMQ management API that queue depths are
+	// read from, credentials included; when it does not answer, status
+	// falls back to AMQP. Default http://guest:guest@localhost:15672.
+	ManagementURL string
+	// JSON prints one JSON object instead of tables.
+	JSON bool
+}
+
 // status prints the queue depths and the customers per CRM state. It prints
 // what it could find out even when a service is down, and then returns an
 // error naming what it could not.
-func status(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer) error {
+func status(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg statusConfig
+	f := newFlags("consumer status", statusSummary, getenv, stderr)
+	f.bindServices(&cfg.Services)
+	f.String(&cfg.ManagementURL, "management-url", "RABBITMQ_MANAGEMENT_URL", defaultMgmtURL, "RabbitMQ management API `URL` (falls back to AMQP when unreachable)")
+	f.Bool(&cfg.JSON, "json", "", false, "print JSON instead of tables")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if u, err := url.Parse(cfg.ManagementURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("--management-url: want an http(s) URL such as http://guest:guest@localhost:15672")
+	}
+	logger, err := logging.New(stderr, f.LogFormat, f.LogLevel)
+	if err != nil {
+		return err
+	}
+
 	rep := statusReport{Customers: map[pgstore.State]int64{}}
 	var errs []error
-
-	top := cfg.topology()
-	queues, vhost, source, err := queueDepths(ctx, cfg, top, logger)
+	queues, vhost, source, err := queueDepths(ctx, cfg, logger)
 	rep.Queues, rep.Vhost, rep.QueueSource = queues, vhost, source
 	if err != nil {
 		rep.QueueError = err.Error()
 		errs = append(errs, err)
 	}
-
-	counts, err := customerCounts(ctx, cfg)
+	counts, err := customerCounts(ctx, cfg.Services)
 	if err != nil {
 		rep.CustomersError = err.Error()
 		errs = append(errs, err)
@@ -90,7 +124,7 @@ func status(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writ
 		enc.SetIndent("", "  ")
 		err = enc.Encode(rep)
 	} else {
-		err = rep.print(stdout, redactAll(cfg.ManagementURL))
+		err = rep.print(stdout, rabbit.RedactAll(cfg.ManagementURL))
 	}
 	if err != nil {
 		return fmt.Errorf("write status: %w", err)
@@ -102,143 +136,58 @@ func status(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writ
 }
 
 // queueRoles lists the topology's queues in the order work flows through
-// them: import, the retry steps, dead.
-func queueRoles(top rabbit.Topology) []queueDepth {
+// them (import, the retry steps, dead), each with its depth when known.
+func queueRoles(top rabbit.Topology, depths []rabbit.Depth) []queueDepth {
 	qs := []queueDepth{{Name: top.Queue(), Role: "import"}}
 	for i, d := range top.RetryDelays {
 		qs = append(qs, queueDepth{Name: top.RetryQueue(i), Role: "retry " + d.String()})
 	}
-	return append(qs, queueDepth{Name: top.DeadQueue(), Role: "dead"})
+	qs = append(qs, queueDepth{Name: top.DeadQueue(), Role: "dead"})
+	for i := range qs {
+		if i < len(depths) {
+			d := depths[i]
+			qs[i].Messages, qs[i].Ready, qs[i].Unacked, qs[i].Consumers, qs[i].Missing = d.Messages, d.Ready, d.Unacked, d.Consumers, d.Missing
+		}
+	}
+	return qs
 }
 
 // queueDepths asks the management API, and AMQP when the API does not
 // answer: the API tells ready from unacked, AMQP needs nothing but the
 // broker.
-func queueDepths(ctx context.Context, cfg Config, top rabbit.Topology, logger *slog.Logger) ([]queueDepth, string, string, error) {
+func queueDepths(ctx context.Context, cfg statusConfig, logger *slog.Logger) ([]queueDepth, string, string, error) {
 	uri, err := amqp.ParseURI(cfg.AMQPURL)
 	if err != nil {
 		return nil, "", "", fmt.Errorf("--amqp-url %s: %w", rabbit.Redact(cfg.AMQPURL), err)
 	}
-	queues := queueRoles(top)
-	merr := fromManagement(ctx, cfg.ManagementURL, uri.Vhost, queues)
+	top := cfg.topology()
+	names := queueRoles(top, nil)
+	queues := make([]string, len(names))
+	for i, q := range names {
+		queues[i] = q.Name
+	}
+	mctx, cancel := context.WithTimeout(ctx, managementTimeout)
+	depths, merr := rabbit.ManagementDepths(mctx, http.DefaultClient, cfg.ManagementURL, uri.Vhost, queues)
+	cancel()
 	if merr == nil {
-		return queues, uri.Vhost, sourceManagement, nil
+		return queueRoles(top, depths), uri.Vhost, sourceManagement, nil
 	}
 	logger.Warn("RabbitMQ management API unavailable; reading queue depths over AMQP (ready messages only)",
-		"management_url", redactAll(cfg.ManagementURL), "error", merr)
-	queues = queueRoles(top)
-	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+		"management_url", rabbit.RedactAll(cfg.ManagementURL), "error", merr)
+	ctx, cancel = context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
-	if err := fromAMQP(ctx, cfg.AMQPURL, queues); err != nil {
-		return queueRoles(top), uri.Vhost, "", fmt.Errorf("queue depths: management API: %w; AMQP: %w", merr, err)
+	conn, err := rabbit.Dial(ctx, cfg.AMQPURL, "consumer status")
+	if err == nil {
+		defer conn.Close()
+		depths, err = rabbit.AMQPDepths(conn, queues)
 	}
-	return queues, uri.Vhost, sourceAMQP, nil
+	if err != nil {
+		return names, uri.Vhost, "", fmt.Errorf("queue depths: management API: %w; AMQP: %w", merr, err)
+	}
+	return queueRoles(top, depths), uri.Vhost, sourceAMQP, nil
 }
 
-// managementQueue is the part of the management API's queue object status
-// reads.
-type managementQueue struct {
-	Name      string `json:"name"`
-	Messages  int64  `json:"messages"`
-	Ready     int64  `json:"messages_ready"`
-	Unacked   int64  `json:"messages_unacknowledged"`
-	Consumers int64  `json:"consumers"`
-}
-
-// fromManagement fills queues from GET /api/queues/{vhost}. The
-// credentials in rawURL go in the Authorization header, never in a URL that
-// an error could print.
-func fromManagement(ctx context.Context, rawURL, vhost string, queues []queueDepth) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return errors.New("--management-url is not a URL")
-	}
-	user, pass := "guest", "guest"
-	if u.User != nil {
-		user = u.User.Username()
-		pass, _ = u.User.Password()
-	}
-	u.User = nil
-	// PathEscape keeps the default vhost "/" as %2F, as the API wants.
-	endpoint := strings.TrimSuffix(u.String(), "/") + "/api/queues/" + url.PathEscape(vhost) +
-		"?columns=name,messages,messages_ready,messages_unacknowledged,consumers"
-	ctx, cancel := context.WithTimeout(ctx, managementTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil) //nolint:gosec // the operator's own --management-url
-	if err != nil {
-		return fmt.Errorf("management request: %w", err)
-	}
-	req.SetBasicAuth(user, pass)
-	req.Header.Set("Accept", "application/json")
-	resp, err := http.DefaultClient.Do(req) //nolint:gosec // the operator's own --management-url
-	if err != nil {
-		return fmt.Errorf("ask the management API: %w", err)
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		return errors.New("the management API refused the credentials of --management-url (401)")
-	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("vhost %q not found by the management API (404)", vhost)
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("GET %s: %s", req.URL.EscapedPath(), resp.Status)
-	}
-	var got []managementQueue
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&got); err != nil {
-		return fmt.Errorf("decode management API answer: %w", err)
-	}
-	byName := make(map[string]managementQueue, len(got))
-	for _, q := range got {
-		byName[q.Name] = q
-	}
-	for i := range queues {
-		q, ok := byName[queues[i].Name]
-		if !ok {
-			queues[i].Missing = true
-			continue
-		}
-		queues[i].Messages, queues[i].Consumers = q.Messages, q.Consumers
-		queues[i].Ready, queues[i].Unacked = &q.Ready, &q.Unacked
-	}
-	return nil
-}
-
-// fromAMQP fills queues from passive declares, which count ready messages
-// and consumers and declare nothing.
-func fromAMQP(ctx context.Context, amqpURL string, queues []queueDepth) error {
-	conn, err := rabbit.Dial(ctx, amqpURL, "consumer status")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	var ch *amqp.Channel
-	defer func() {
-		if ch != nil {
-			_ = ch.Close()
-		}
-	}()
-	for i := range queues {
-		// A passive declare of a missing queue closes the channel: open a
-		// new one whenever that happened.
-		if ch == nil || ch.IsClosed() {
-			if ch, err = conn.Channel(); err != nil {
-				return fmt.Errorf("open channel: %w", err)
-			}
-		}
-		q, err := ch.QueueDeclarePassive(queues[i].Name, true, false, false, false, nil)
-		if amqpErr, ok := errors.AsType[*amqp.Error](err); ok && amqpErr.Code == amqp.NotFound {
-			queues[i].Missing = true
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("inspect queue %s: %w", queues[i].Name, err)
-		}
-		queues[i].Messages, queues[i].Consumers = int64(q.Messages), int64(q.Consumers)
-	}
-	return nil
-}
-
-func customerCounts(ctx context.Context, cfg Config) (map[pgstore.State]int64, error) {
+func customerCounts(ctx context.Context, cfg Services) (map[pgstore.State]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	store, err := pgstore.Open(ctx, cfg.store())
@@ -295,15 +244,4 @@ func optional(n *int64) string {
 		return "-"
 	}
 	return fmt.Sprint(*n)
-}
-
-// redactAll drops a URL's user and password altogether: status output is
-// pasted into tickets, and even a user name is more than it needs.
-func redactAll(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	u.User = nil
-	return u.String()
 }

@@ -31,9 +31,8 @@ func managementURL(t *testing.T) string {
 	if u == "" {
 		u = "http://guest:guest@127.0.0.1:15672"
 	}
-	rep := make([]queueDepth, 0)
-	if err := fromManagement(t.Context(), u, "/", rep); err != nil {
-		t.Skipf("no RabbitMQ management API at %s (rabbitmq-plugins enable rabbitmq_management): %v", redactAll(u), err)
+	if _, err := rabbit.ManagementDepths(t.Context(), http.DefaultClient, u, "/", nil); err != nil {
+		t.Skipf("no RabbitMQ management API at %s (rabbitmq-plugins enable rabbitmq_management): %v", rabbit.RedactAll(u), err)
 	}
 	return u
 }
@@ -53,7 +52,7 @@ func statusBundle(t *testing.T) *testBundle {
 	require.NoError(t, err)
 	_, err = b.store.Lease(t.Context(), []string{"c@example.com"}, "test", time.Minute)
 	require.NoError(t, err)
-	require.NoError(t, b.store.Settle(t.Context(), "test", []pgstore.Outcome{{Email: "c@example.com", State: pgstore.StateSynced}}))
+	require.NoError(t, b.store.Settle(t.Context(), "test", []pgstore.CRMResult{{Email: "c@example.com", State: pgstore.StateSynced}}))
 	return b
 }
 
@@ -147,35 +146,6 @@ func TestStatusOfMissingQueuesAndUnmigratedDatabase(t *testing.T) {
 	require.Contains(t, out, "consumer migrate")
 }
 
-func TestStatusReadsTheManagementAnswer(t *testing.T) {
-	t.Parallel()
-	var gotPath, gotUser, gotPass string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotPath = r.URL.EscapedPath()
-		gotUser, gotPass, _ = r.BasicAuth()
-		_, _ = w.Write([]byte(`[{"name":"p.import","messages":7,"messages_ready":5,"messages_unacknowledged":2,"consumers":3},{"name":"other","messages":1}]`))
-	}))
-	t.Cleanup(srv.Close)
-	u := strings.Replace(srv.URL, "http://", "http://ops:pw@", 1)
-	qs := []queueDepth{{Name: "p.import"}, {Name: "p.dead"}}
-	require.NoError(t, fromManagement(t.Context(), u, "/", qs))
-	require.Equal(t, "/api/queues/%2F", gotPath)
-	require.Equal(t, "ops", gotUser)
-	require.Equal(t, "pw", gotPass)
-	require.Equal(t, int64(7), qs[0].Messages)
-	require.Equal(t, int64(5), *qs[0].Ready)
-	require.Equal(t, int64(2), *qs[0].Unacked)
-	require.Equal(t, int64(3), qs[0].Consumers)
-	require.True(t, qs[1].Missing)
-
-	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusUnauthorized)
-	}))
-	t.Cleanup(refuse.Close)
-	err := fromManagement(t.Context(), refuse.URL, "/", qs)
-	require.ErrorContains(t, err, "401")
-}
-
 func TestConsumerHelpListsEveryFlagWithEnvAndDefault(t *testing.T) {
 	t.Parallel()
 	var asked []string
@@ -198,12 +168,59 @@ func TestConsumerHelpListsEveryFlagWithEnvAndDefault(t *testing.T) {
 	require.GreaterOrEqual(t, flags, len(asked))
 	for _, want := range []string{
 		"--http-addr address  (env CONSUMER_HTTP_ADDR, default 127.0.0.1:9090)",
-		"--management-url URL  (env RABBITMQ_MANAGEMENT_URL, default http://guest:guest@localhost:15672)",
-		"--json  (default false)",
+		"--batch-size int  (env CONSUMER_BATCH_SIZE, default 256, or --prefetch if smaller)",
+		"--log-every duration  (env CONSUMER_LOG_EVERY, default 10s)",
 		"--version  (default false)",
-		"consumer status [--json]",
+		"consumer status [flags]",
 	} {
 		require.Contains(t, help, want)
+	}
+	require.NotContains(t, help, "--json", "status's own flags are in status --help")
+	require.NotContains(t, help, "default 0)", "a worked-out default is shown as what it is")
+	require.NotContains(t, help, `default "")`)
+}
+
+// Each subcommand's --help lists its own flags, and only those.
+func TestSubcommandHelpListsItsOwnFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cmd       string
+		want, not []string
+	}{
+		{"status", []string{"consumer status", "--json", "--management-url URL  (env RABBITMQ_MANAGEMENT_URL, default http://guest:guest@localhost:15672)", "--queue-prefix"}, []string{"--prefetch", "--reason", "--crm-url"}},
+		{"replay", []string{"consumer replay", "--reason", "--limit int  (env REPLAY_LIMIT, default all)", "--amqp-url"}, []string{"--prefetch", "--json", "--crm-url"}},
+		{"migrate", []string{"consumer migrate", "--database-url"}, []string{"--amqp-url", "--prefetch", "--json"}},
+		{"health", []string{"consumer health", "--http-addr", "--timeout"}, []string{"--database-url", "--amqp-url"}},
+	} {
+		var stderr testenv.Buffer
+		err := run(t.Context(), []string{tc.cmd, "--help"}, func(string) string { return "" }, &testenv.Buffer{}, &stderr)
+		require.ErrorIs(t, err, flag.ErrHelp, tc.cmd)
+		for _, want := range tc.want {
+			require.Contains(t, stderr.String(), want, tc.cmd)
+		}
+		for _, not := range tc.not {
+			require.NotContains(t, stderr.String(), not, tc.cmd)
+		}
+	}
+}
+
+// A mistyped flag is one line naming the nearest flag, not the usage text.
+func TestMistypedFlagIsOneLineWithTheNearest(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--prefetc", "8"}, "unknown flag --prefetc (did you mean --prefetch?)"},
+		{[]string{"status", "--jsno"}, "unknown flag --jsno (did you mean --json?)"},
+		{[]string{"replay", "--reasn", "x"}, "unknown flag --reasn (did you mean --reason?)"},
+		{[]string{"status", "--prefetch", "8"}, "unknown flag --prefetch"},
+	} {
+		var stderr testenv.Buffer
+		err := run(t.Context(), tc.args, func(string) string { return "" }, &testenv.Buffer{}, &stderr)
+		require.ErrorContains(t, err, tc.want, tc.args)
+		require.NotContains(t, err.Error(), "\n", tc.args)
+		require.Empty(t, stderr.String(), "no usage text after a mistyped flag")
 	}
 }
 

@@ -24,16 +24,28 @@ import (
 	"github.com/custimport/custimport/libs/rabbit"
 )
 
+// The headers the consumer stamps on a dead letter (and on a retry copy),
+// the one vocabulary its writers and readers share.
+const (
+	HeaderReason         = "x-death-reason"     // why: invalid_message, crm_rejected...
+	HeaderLastError      = "x-last-error"       // the last error, at most 1 KiB
+	HeaderAttempts       = "x-attempts"         // CRM attempts made
+	HeaderDeadLetteredAt = "x-dead-lettered-at" // RFC 3339, UTC
+	HeaderConsumer       = "x-consumer"         // the consumer that gave up
+	HeaderRetryAttempt   = "x-retry-attempt"    // on a retry copy: the attempt it follows
+	headerBrokerDeath    = "x-death"            // the broker's own, when it dead-lettered
+)
+
 // headers a dead letter carries that a replayed message must not.
-var headers = []string{"x-death", "x-death-reason", "x-last-error", "x-attempts", "x-dead-lettered-at", "x-consumer", "x-retry-attempt", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason"}
+var headers = []string{headerBrokerDeath, HeaderReason, HeaderLastError, HeaderAttempts, HeaderDeadLetteredAt, HeaderConsumer, HeaderRetryAttempt, "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason"}
 
 // Reason is why a message was dead-lettered: the consumer's x-death-reason,
 // or the broker's own reason (delivery_limit, expired...), or "unknown".
 func Reason(h amqp.Table) string {
-	if r, ok := h["x-death-reason"].(string); ok {
+	if r, ok := h[HeaderReason].(string); ok {
 		return r
 	}
-	if deaths, ok := h["x-death"].([]any); ok && len(deaths) > 0 {
+	if deaths, ok := h[headerBrokerDeath].([]any); ok && len(deaths) > 0 {
 		if d, ok := deaths[0].(amqp.Table); ok {
 			if r, ok := d["reason"].(string); ok {
 				return r
@@ -88,7 +100,7 @@ func Replay(ctx context.Context, conn *amqp.Connection, top rabbit.Topology, sto
 			res.Kept++
 			return w.keep(ctx, d)
 		}
-		msg := copyOf(d)
+		msg := Copy(d)
 		for _, h := range headers {
 			delete(msg.Headers, h)
 		}
@@ -242,7 +254,7 @@ func (w *walker) next() (amqp.Delivery, string, bool, error) {
 
 // keep moves d unchanged to the back of the dead-letter queue.
 func (w *walker) keep(ctx context.Context, d amqp.Delivery) error {
-	msg := copyOf(d)
+	msg := Copy(d)
 	msg.Exchange, msg.Key = w.top.DeadExchange(), rabbit.DeadKey
 	return w.move(ctx, d, msg)
 }
@@ -258,9 +270,12 @@ func (w *walker) move(ctx context.Context, d amqp.Delivery, msg rabbit.Message) 
 	return nil
 }
 
-func copyOf(d amqp.Delivery) rabbit.Message {
+// Copy is a persistent message of what d came with, body byte for byte and
+// headers copied, to be given its exchange and key: a dead letter, a retry
+// copy or a replay keeps the message as it came.
+func Copy(d amqp.Delivery) rabbit.Message {
 	msg := rabbit.Message{Publishing: amqp.Publishing{
-		Headers: amqp.Table{}, ContentType: d.ContentType, DeliveryMode: amqp.Persistent,
+		Headers: amqp.Table{}, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding, DeliveryMode: amqp.Persistent,
 		MessageId: d.MessageId, Timestamp: d.Timestamp, Type: d.Type, AppId: d.AppId, Body: d.Body,
 	}}
 	maps.Copy(msg.Headers, d.Headers)

@@ -5,6 +5,7 @@
 package envflag
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 // Set is a flag.FlagSet whose flags may also come from the environment.
 type Set struct {
 	fs      *flag.FlagSet
+	out     io.Writer
 	getenv  func(string) string
 	env     map[string]string // flag name -> variable
 	summary string
@@ -26,9 +28,12 @@ type Set struct {
 // top of the usage text (what the command does and how it is called).
 func New(name, summary string, getenv func(string) string, output io.Writer) *Set {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(output)
-	s := &Set{fs: fs, getenv: getenv, env: map[string]string{}, summary: summary}
-	fs.Usage = func() { s.PrintUsage(fs.Output()) }
+	// The flag package would print its error and the whole usage text on a
+	// mistyped flag; Parse returns one line instead, and prints the usage
+	// only when asked (-h, --help).
+	fs.SetOutput(io.Discard)
+	s := &Set{fs: fs, out: output, getenv: getenv, env: map[string]string{}, summary: summary}
+	fs.Usage = func() {}
 	return s
 }
 
@@ -108,6 +113,11 @@ func (s *Set) Durations(p *[]time.Duration, name, env string, def []time.Duratio
 	s.register(name, env)
 }
 
+// DefaultText sets how the usage text shows a flag's default, for a
+// default that is worked out (from other flags, the host) rather than a
+// value.
+func (s *Set) DefaultText(name, text string) { s.setDefault(name, text) }
+
 func (s *Set) setDefault(name, def string) {
 	if f := s.fs.Lookup(name); f != nil {
 		f.DefValue = def
@@ -143,10 +153,55 @@ func (s *Set) Parse(args []string) error {
 			return fmt.Errorf("environment variable %s=%q (for --%s): %w", env, v, name, unwrapFlagErr(err))
 		}
 	}
-	if err := s.fs.Parse(args); err != nil {
+	err := s.fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		s.PrintUsage(s.out)
 		return err
 	}
-	return nil
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+		msg := fmt.Sprintf("unknown flag --%s", name)
+		if near := s.nearest(name); near != "" {
+			msg += fmt.Sprintf(" (did you mean --%s?)", near)
+		}
+		return errors.New(msg + "; --help lists the flags")
+	}
+	return fmt.Errorf("%w; --help lists the flags", err)
+}
+
+// nearest is the defined flag closest to name, when one is close enough to
+// be a typo of it.
+func (s *Set) nearest(name string) string {
+	best, bestDist := "", len(name)/2+2
+	s.fs.VisitAll(func(f *flag.Flag) {
+		if d := distance(name, f.Name); d < bestDist || (d == bestDist && best != "" && f.Name < best) {
+			best, bestDist = f.Name, d
+		}
+	})
+	return best
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 func unwrapFlagErr(err error) error {

@@ -70,3 +70,24 @@ func TestHelpListsEnvAndDefaults(t *testing.T) {
 		require.Contains(t, help, want)
 	}
 }
+
+func TestMistypedFlagIsOneLineNamingTheNearest(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	s, _ := newSet(nil, &out)
+	err := s.Parse([]string{"--colums", "a"})
+	require.EqualError(t, err, "unknown flag --colums (did you mean --columns?); --help lists the flags")
+	s, _ = newSet(nil, &out)
+	err = s.Parse([]string{"--zzzzzzzz"})
+	require.EqualError(t, err, "unknown flag --zzzzzzzz; --help lists the flags", "nothing near enough")
+	require.Empty(t, out.String(), "no usage text after a mistake")
+}
+
+func TestDefaultTextShowsAWorkedOutDefault(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	s, _ := newSet(nil, &out)
+	s.DefaultText("n", "twice the cores")
+	require.ErrorIs(t, s.Parse([]string{"-h"}), flag.ErrHelp)
+	require.Contains(t, out.String(), "--n int  (env N, default twice the cores)")
+}

@@ -365,8 +365,9 @@ WHERE c.email = ANY($1)`
 	return claims, nil
 }
 
-// Outcome is what became of a leased customer's CRM call.
-type Outcome struct {
+// CRMResult is what a leased customer's CRM call came to, as the store
+// writes it.
+type CRMResult struct {
 	Email string
 	// State is the new state; StatePending releases the lease for a later
 	// retry.
@@ -377,15 +378,15 @@ type Outcome struct {
 	Error string
 }
 
-// Settle writes the outcomes of the CRM calls made under owner's leases and
+// Settle writes the results of the CRM calls made under owner's leases and
 // releases those leases, in one statement. A row whose lease owner[ship] moved
 // on (the lease expired and another worker took it) is left to that worker.
-func (s *Store) Settle(ctx context.Context, owner string, outcomes []Outcome) error {
-	if len(outcomes) == 0 {
+func (s *Store) Settle(ctx context.Context, owner string, results []CRMResult) error {
+	if len(results) == 0 {
 		return nil
 	}
-	emails, states, ids, errs := make([]string, len(outcomes)), make([]string, len(outcomes)), make([]*string, len(outcomes)), make([]*string, len(outcomes))
-	for i, o := range outcomes {
+	emails, states, ids, errs := make([]string, len(results)), make([]string, len(results)), make([]*string, len(results)), make([]*string, len(results))
+	for i, o := range results {
 		emails[i], states[i] = o.Email, string(o.State)
 		if o.CRMID != "" {
 			ids[i] = &o.CRMID
@@ -402,7 +403,7 @@ SET crm_state = o.state, crm_id = coalesce(o.crm_id, c.crm_id), crm_last_error =
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS o(email, state, crm_id, err)
 WHERE c.email = o.email AND c.crm_state = 'pending' AND c.crm_lease_owner = $5`
 	if _, err := s.pool.Exec(ctx, q, emails, states, ids, errs, owner); err != nil {
-		return fmt.Errorf("settle %d customers: %w", len(outcomes), err)
+		return fmt.Errorf("settle %d customers: %w", len(results), err)
 	}
 	return nil
 }

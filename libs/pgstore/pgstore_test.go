@@ -142,8 +142,8 @@ func TestLeaseIsExclusiveAndSettles(t *testing.T) {
 	require.True(t, other["a@x.com"].Busy)
 
 	// Another worker's settle does nothing to a lease it does not hold.
-	require.NoError(t, s.Settle(t.Context(), "w2", []pgstore.Outcome{{Email: "a@x.com", State: pgstore.StateSynced}}))
-	require.NoError(t, s.Settle(t.Context(), "w1", []pgstore.Outcome{
+	require.NoError(t, s.Settle(t.Context(), "w2", []pgstore.CRMResult{{Email: "a@x.com", State: pgstore.StateSynced}}))
+	require.NoError(t, s.Settle(t.Context(), "w1", []pgstore.CRMResult{
 		{Email: "a@x.com", State: pgstore.StateSynced, CRMID: "crm-1"},
 		{Email: "b@x.com", State: pgstore.StatePending, Error: "503"},
 	}))
@@ -226,7 +226,7 @@ func TestResetPutsFailedBackToPending(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.Lease(t.Context(), []string{"a@x.com"}, "w", time.Minute)
 	require.NoError(t, err)
-	require.NoError(t, s.Settle(t.Context(), "w", []pgstore.Outcome{{Email: "a@x.com", State: pgstore.StateFailed, Error: "gave up"}}))
+	require.NoError(t, s.Settle(t.Context(), "w", []pgstore.CRMResult{{Email: "a@x.com", State: pgstore.StateFailed, Error: "gave up"}}))
 	n, err := s.Reset(t.Context(), []string{"a@x.com"})
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
