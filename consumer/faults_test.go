@@ -287,3 +287,31 @@ func TestQueueDeletedUnderConsumerRecovers(t *testing.T) {
 	b.publish(t, bodies...)
 	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 20})
 }
+
+// A body that is not valid UTF-8 is an invalid message, dead-lettered byte
+// for byte as it came; nothing of it is stored or sent to the CRM.
+func TestInvalidUTF8IsDeadLetteredAsItCame(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crmmock.DefaultConfig())
+	bad := [][]byte{
+		[]byte("{\"email\":\"bad\xffutf8@poison.test\",\"name\":\"x\"}"),
+		[]byte("{\"email\":\"jose@poison.test\",\"name\":\"Jos\xe9\"}"),
+	}
+	b.publish(t, bad[0], bad[1], body(t, "fine@example.com", 1))
+	b.startWorker(t, "w1", nil)
+	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 1})
+
+	var dead [][]byte
+	require.Eventually(t, func() bool {
+		for _, d := range b.deadLetters(t) {
+			require.Equal(t, reasonInvalidMessage, d.Headers["x-death-reason"])
+			dead = append(dead, d.Body)
+		}
+		return len(dead) == 2
+	}, 10*time.Second, 10*time.Millisecond)
+	require.ElementsMatch(t, bad, dead, "dead letters keep the body byte for byte")
+	var stored int
+	require.NoError(t, b.store.Pool().QueryRow(t.Context(), `SELECT count(*) FROM customers`).Scan(&stored))
+	require.Equal(t, 1, stored, "nothing of an invalid body is stored")
+	require.Equal(t, 1, b.crm.Stats().Created)
+}

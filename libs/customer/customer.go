@@ -4,6 +4,7 @@
 package customer
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -155,6 +156,42 @@ func ValidateEmail(email string) error {
 	return nil
 }
 
+// replacementsIn counts the U+FFFD in a JSON text, written as such or as a
+// \ufffd escape: at most what decoding it can give without altering it.
+func replacementsIn(body []byte) int {
+	n := bytes.Count(body, []byte("\uFFFD"))
+	for i := 0; i+6 <= len(body); i++ {
+		if body[i] == '\\' && body[i+1] == 'u' && strings.EqualFold(string(body[i+2:i+6]), "fffd") {
+			n++
+		}
+	}
+	return n
+}
+
+// replacements counts the U+FFFD in the fields decoding filled.
+func (c Customer) replacements() int {
+	n := 0
+	for _, v := range []string{c.Email, c.Name, c.FirstName, c.LastName, c.Phone, c.Source} {
+		n += strings.Count(v, "\uFFFD")
+	}
+	for k, v := range c.Attributes {
+		n += strings.Count(k, "\uFFFD") + strings.Count(v, "\uFFFD")
+	}
+	return n
+}
+
+// invalidAt is the offset of the first byte of body that is not UTF-8.
+func invalidAt(body []byte) int {
+	for i := 0; i < len(body); {
+		r, size := utf8.DecodeRune(body[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i
+		}
+		i += size
+	}
+	return len(body)
+}
+
 // IdempotencyKey is the key the CRM sees for a customer. It depends on the
 // identity alone, so every delivery, retry and replay of the same customer,
 // from any consumer, asks the CRM for the same creation.
@@ -175,13 +212,24 @@ func (c Customer) Encode() ([]byte, error) {
 // Decode parses and validates a message body. Anything it returns an error for
 // wraps ErrInvalid: the message can never succeed and belongs in the
 // dead-letter queue.
+//
+// A body that is not valid UTF-8, or whose \u escapes are not characters (a
+// lone surrogate), is refused rather than decoded: encoding/json would put
+// U+FFFD in their place, and the customer would be stored and created in the
+// CRM altered.
 func Decode(body []byte) (Customer, error) {
 	if len(body) > MaxMessageBytes {
 		return Customer{}, fmt.Errorf("%w: message is %d bytes, at most %d", ErrInvalid, len(body), MaxMessageBytes)
 	}
+	if !utf8.Valid(body) {
+		return Customer{}, fmt.Errorf("%w: body is not valid UTF-8 (at byte %d)", ErrInvalid, invalidAt(body))
+	}
 	var c Customer
 	if err := json.Unmarshal(body, &c); err != nil {
 		return Customer{}, fmt.Errorf("%w: body is not a customer JSON object: %w", ErrInvalid, err)
+	}
+	if c.replacements() > replacementsIn(body) {
+		return Customer{}, fmt.Errorf("%w: body holds a \\u escape that is not a character (a lone surrogate)", ErrInvalid)
 	}
 	c = c.Normalize()
 	if err := c.Validate(); err != nil {

@@ -1,8 +1,11 @@
 package customer_test
 
 import (
+	"bytes"
+	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -93,7 +96,14 @@ var decodeCases = []struct {
 	{"import id", `{"email":"a@b.com","import_id":"0192f3c4a1b2"}`, true},
 	{"huge import id", `{"email":"a@b.com","import_id":"` + strings.Repeat("x", customer.MaxFieldLen+1) + `"}`, false},
 	{"huge body", `{"email":"a@b.com","name":"` + strings.Repeat("x", customer.MaxMessageBytes) + `"}`, false},
-	{"invalid utf8", "{\"email\":\"a@b.com\",\"name\":\"\xff\"}", true}, // encoding/json replaces it with U+FFFD
+	// encoding/json would put U+FFFD in place of what is not a character:
+	// the customer would be stored altered.
+	{"invalid utf8 in a name", "{\"email\":\"a@b.com\",\"name\":\"Jos\xe9\"}", false},
+	{"invalid utf8 in an email", "{\"email\":\"bad\xffutf8@poison.test\",\"name\":\"x\"}", false},
+	{"invalid utf8 in an ignored field", "{\"email\":\"a@b.com\",\"other\":\"\xc3\"}", false},
+	{"lone surrogate escape", `{"email":"a@b.com","name":"Jos\udce9"}`, false},
+	{"a replacement character written as such", "{\"email\":\"a@b.com\",\"name\":\"Jos\uFFFD \\ufffd\"}", true},
+	{"an escaped pair", `{"email":"a@b.com","name":"\ud83d\ude00 Jos\u00e9"}`, true},
 }
 
 func TestDecode(t *testing.T) {
@@ -112,6 +122,9 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// replacementEscape is U+FFFD written as a JSON escape.
+var replacementEscape = regexp.MustCompile(`\\u[fF]{3}[dD]`)
+
 func FuzzDecode(f *testing.F) {
 	for _, tc := range decodeCases {
 		f.Add([]byte(tc.body))
@@ -122,6 +135,15 @@ func FuzzDecode(f *testing.F) {
 			require.ErrorIs(t, err, customer.ErrInvalid)
 			return
 		}
+		// Whatever decodes came as UTF-8 and was not altered on the way: no
+		// U+FFFD stood in for what was not a character.
+		require.True(t, utf8.Valid(body), "a body that is not UTF-8 decoded")
+		fields := strings.Join([]string{c.Email, c.Name, c.FirstName, c.LastName, c.Phone, c.Source}, "")
+		for k, v := range c.Attributes {
+			fields += k + v
+		}
+		written := bytes.Count(body, []byte("\uFFFD")) + len(replacementEscape.FindAll(body, -1))
+		require.LessOrEqual(t, strings.Count(fields, "\uFFFD"), 2*written, "a replacement character was made up")
 		// Whatever decodes must be valid, normalised, and survive a round trip.
 		require.NoError(t, c.Validate())
 		require.Equal(t, customer.NormalizeEmail(c.Email), c.Email)
