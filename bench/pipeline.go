@@ -196,14 +196,12 @@ func (b *bench) pipeline(ctx context.Context, s spec) (outcome, error) {
 		return o, fmt.Errorf("mockcrm: %w (log: %s)", err, crm.Log())
 	}
 
-	env := append([]string{
+	env := slices.Concat(top.Env(), []string{
 		"AMQP_URL=" + b.cfg.AMQPURL,
 		"DATABASE_URL=" + withSearchPath(b.dbURL, schema),
 		"CRM_URL=http://" + addr,
-		"QUEUE_PREFIX=" + top.Prefix,
-		"RETRY_DELAYS=" + durations(retryDelays),
 		"LOG_FORMAT=json",
-	}, s.env...)
+	}, s.env)
 
 	var consumers []*process.Process
 	stopConsumers := func() {
@@ -422,14 +420,6 @@ func (b *bench) dropSchema(schema string) {
 	if err != nil {
 		b.logger.Warn("drop schema", "schema", schema, "err", err)
 	}
-}
-
-func durations(ds []time.Duration) string {
-	s := make([]string, len(ds))
-	for i, d := range ds {
-		s[i] = d.String()
-	}
-	return strings.Join(s, ",")
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }

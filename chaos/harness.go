@@ -31,8 +31,9 @@ import (
 // The settings the consumers run with: retry steps short enough that a
 // run ends in minutes, and attempts enough that a 10% failure rate plus an
 // outage never exhausts them (0.1^25).
+var retryDelays = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
+
 const (
-	retryDelays  = "100ms,500ms,1s,2s"
 	maxAttempts  = "25"
 	leaseFor     = "15s"
 	crmTimeout   = "3s"
@@ -80,11 +81,7 @@ func (h *harness) build(ctx context.Context) error {
 func (h *harness) setup(ctx context.Context) error {
 	id := fmt.Sprintf("chaos_%d_%d", h.cfg.Seed, time.Now().Unix()%100000)
 	h.schema = id
-	delays, err := parseDurations(retryDelays)
-	if err != nil {
-		return err
-	}
-	h.top = rabbit.Topology{Prefix: id, RetryDelays: delays}.WithDefaults()
+	h.top = rabbit.Topology{Prefix: id, RetryDelays: retryDelays}.WithDefaults()
 
 	if err := ensureDatabase(ctx, h.cfg.DatabaseURL, h.logger); err != nil {
 		return err
@@ -151,18 +148,16 @@ func (h *harness) setup(ctx context.Context) error {
 	if err := h.startCRM(ctx); err != nil {
 		return err
 	}
-	h.env = []string{
-		"AMQP_URL=" + amqpViaProxy,
-		"DATABASE_URL=" + dbViaProxy,
-		"CRM_URL=" + h.crmURL,
-		"QUEUE_PREFIX=" + h.top.Prefix,
-		"RETRY_DELAYS=" + retryDelays,
-		"CONSUMER_MAX_ATTEMPTS=" + maxAttempts,
-		"CONSUMER_LEASE=" + leaseFor,
-		"CRM_TIMEOUT=" + crmTimeout,
+	h.env = append(h.top.Env(),
+		"AMQP_URL="+amqpViaProxy,
+		"DATABASE_URL="+dbViaProxy,
+		"CRM_URL="+h.crmURL,
+		"CONSUMER_MAX_ATTEMPTS="+maxAttempts,
+		"CONSUMER_LEASE="+leaseFor,
+		"CRM_TIMEOUT="+crmTimeout,
 		"CONSUMER_RECONNECT_MAX=2s",
 		"LOG_FORMAT=json",
-	}
+	)
 	h.logger.Info("isolated deployment ready", "schema", h.schema, "queue_prefix", h.top.Prefix,
 		"rabbitmq_proxy", h.rabbitProxy.Addr(), "postgres_proxy", h.pgProxy.Addr(), "crm", h.crmURL, "work_dir", h.work)
 	return nil
@@ -342,16 +337,4 @@ func withSearchPath(rawURL, schema, host string) (string, error) {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
-}
-
-func parseDurations(s string) ([]time.Duration, error) {
-	var out []time.Duration
-	for f := range strings.SplitSeq(s, ",") {
-		d, err := time.ParseDuration(strings.TrimSpace(f))
-		if err != nil {
-			return nil, fmt.Errorf("parse retry delay %q: %w", f, err)
-		}
-		out = append(out, d)
-	}
-	return out, nil
 }

@@ -254,9 +254,7 @@ func (f *flags) bindServices(s *Services) {
 	d := Services{}.WithDefaults()
 	f.String(&s.AMQPURL, "amqp-url", "AMQP_URL", d.AMQPURL, "RabbitMQ `URL`")
 	f.bindDatabase(s)
-	f.String(&s.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", d.QueuePrefix, "prefix of the exchange and queue names")
-	f.Durations(&s.RetryDelays, "retry-delays", "RETRY_DELAYS", d.RetryDelays, "backoff steps of the retry queues (must match the producer's)")
-	f.Int(&s.DeliveryLimit, "delivery-limit", "DELIVERY_LIMIT", d.DeliveryLimit, "deliveries of one message before the broker dead-letters it (must match the producer's)")
+	rabbit.BindTopologyFlags(f.Set, &s.QueuePrefix, &s.RetryDelays, &s.DeliveryLimit)
 }
 
 // bindWorker binds the flags of a consuming worker's Config.

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,29 +105,20 @@ func newPipeline(t *testing.T, crmFlags ...string) *pipeline {
 	db := testenv.MigratedPostgres(t)
 	top := testenv.Topology(t, 100*time.Millisecond, 300*time.Millisecond, time.Second)
 	addr := freeAddr(t)
-	start(t, "mockcrm", nil, append([]string{"--addr", addr}, crmFlags...)...)
+	crm := start(t, "mockcrm", nil, append([]string{"--addr", addr}, crmFlags...)...)
 	crmURL := "http://" + addr
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(crmURL + "/healthz") //nolint:noctx // test poll
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 50*time.Millisecond, "mockcrm did not come up")
+	require.NoError(t, process.WaitHTTP(t.Context(), crm, crmURL+"/healthz", 20*time.Second))
 	return &pipeline{
-		env: []string{
-			"AMQP_URL=" + testenv.AMQPURL(t),
-			"DATABASE_URL=" + testenv.DatabaseURLWithSchema(t, db),
-			"CRM_URL=" + crmURL,
-			"QUEUE_PREFIX=" + top.Prefix,
-			"RETRY_DELAYS=" + retryDelays(top),
+		env: append(top.Env(),
+			"AMQP_URL="+testenv.AMQPURL(t),
+			"DATABASE_URL="+testenv.DatabaseURLWithSchema(t, db),
+			"CRM_URL="+crmURL,
 			"CONSUMER_MAX_ATTEMPTS=30",
 			"CONSUMER_LEASE=20s",
 			"CRM_TIMEOUT=5s",
 			"LOG_FORMAT=json",
 			"CONSUMER_HTTP_ADDR=127.0.0.1:0", // several consumers, one port each
-		},
+		),
 		crmURL: crmURL, db: db, top: top,
 	}
 }
@@ -251,13 +241,4 @@ func TestSeedImports(t *testing.T) {
 			}
 		})
 	}
-}
-
-// retryDelays formats the topology's retry steps for RETRY_DELAYS.
-func retryDelays(top rabbit.Topology) string {
-	steps := make([]string, len(top.RetryDelays))
-	for i, d := range top.RetryDelays {
-		steps[i] = d.String()
-	}
-	return strings.Join(steps, ",")
 }

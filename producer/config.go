@@ -77,7 +77,6 @@ type Config struct {
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var c Config
-	defTop := rabbit.Topology{}.WithDefaults()
 	s := envflag.New("producer", summary, getenv, stderr)
 	s.String(&c.File, "file", "PRODUCER_FILE", "", "CSV `path` to import (required)")
 	s.Int(&c.Parallel, "parallel", "PRODUCER_PARALLEL", 4, "publishing channels")
@@ -92,9 +91,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Bool(&c.Resume, "resume", "PRODUCER_RESUME", false, "continue from the checkpoint of an interrupted run")
 	s.Bool(&c.DryRun, "dry-run", "PRODUCER_DRY_RUN", false, "validate the file and write the rejects report, publish nothing")
 	s.String(&c.AMQPURL, "amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "RabbitMQ `URL`s, comma-separated: the nodes of a cluster, tried in turn")
-	s.String(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", defTop.Prefix, "prefix of the exchange and queue names")
-	s.Durations(&c.RetryDelays, "retry-delays", "RETRY_DELAYS", defTop.RetryDelays, "backoff steps of the retry queues (must match the consumers')")
-	s.Int(&c.DeliveryLimit, "delivery-limit", "DELIVERY_LIMIT", defTop.DeliveryLimit, "deliveries of one message before the broker dead-letters it (must match the consumers')")
+	rabbit.BindTopologyFlags(s, &c.QueuePrefix, &c.RetryDelays, &c.DeliveryLimit)
 	s.Int(&c.PublishRetries, "publish-retries", "PRODUCER_PUBLISH_RETRIES", 5, "times a message the broker refused is sent again")
 	s.Duration(&c.ReconnectTimeout, "reconnect-timeout", "PRODUCER_RECONNECT_TIMEOUT", 2*time.Minute, "how long to keep reconnecting to a lost broker before stopping (resumable)")
 	s.Duration(&c.CheckpointEvery, "checkpoint-every", "PRODUCER_CHECKPOINT_EVERY", time.Second, "how often the checkpoint is saved")

@@ -1,12 +1,15 @@
 package rabbit_test
 
 import (
+	"io"
+	"strings"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/custimport/custimport/libs/envflag"
 	"github.com/custimport/custimport/libs/rabbit"
 	"github.com/custimport/custimport/libs/testenv"
 )
@@ -132,4 +135,28 @@ func TestRetryQueueNamesTheDelayAsWritten(t *testing.T) {
 	for i, w := range want {
 		require.Equal(t, "p.retry."+w, top.RetryQueue(i), "delay %s", top.RetryDelays[i])
 	}
+}
+
+// A harness's environment for a topology reads back, through the flags, as
+// that topology.
+func TestTopologyEnvRoundTripsThroughTheFlags(t *testing.T) {
+	want := rabbit.Topology{Prefix: "p", RetryDelays: []time.Duration{100 * time.Millisecond, 90 * time.Second}, DeliveryLimit: 7}
+	env := map[string]string{}
+	for _, kv := range want.Env() {
+		k, v, ok := strings.Cut(kv, "=")
+		require.True(t, ok, kv)
+		env[k] = v
+	}
+	var got rabbit.Topology
+	s := envflag.New("test", "", func(k string) string { return env[k] }, io.Discard)
+	rabbit.BindTopologyFlags(s, &got.Prefix, &got.RetryDelays, &got.DeliveryLimit)
+	require.NoError(t, s.Parse(nil))
+	require.Equal(t, want, got)
+
+	// Unset, the defaults of WithDefaults.
+	var def rabbit.Topology
+	s = envflag.New("test", "", func(string) string { return "" }, io.Discard)
+	rabbit.BindTopologyFlags(s, &def.Prefix, &def.RetryDelays, &def.DeliveryLimit)
+	require.NoError(t, s.Parse([]string{"--delivery-limit", "3"}))
+	require.Equal(t, rabbit.Topology{DeliveryLimit: 3}.WithDefaults(), def)
 }
