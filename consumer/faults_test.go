@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/custimport/custimport/libs/crm"
 	"github.com/custimport/custimport/libs/crm/crmmock"
+	"github.com/custimport/custimport/libs/customer"
 	"github.com/custimport/custimport/libs/pgstore"
 	"github.com/custimport/custimport/libs/tcpproxy"
 	"github.com/custimport/custimport/libs/testenv"
@@ -314,4 +316,68 @@ func TestInvalidUTF8IsDeadLetteredAsItCame(t *testing.T) {
 	require.NoError(t, b.store.Pool().QueryRow(t.Context(), `SELECT count(*) FROM customers`).Scan(&stored))
 	require.Equal(t, 1, stored, "nothing of an invalid body is stored")
 	require.Equal(t, 1, b.crm.Stats().Created)
+}
+
+// A forced shutdown (the CRM slower than --crm-timeout, the shutdown timeout
+// expiring with calls in flight) costs an attempt and keeps a lease only for
+// a customer whose request reached the CRM; the others get both back. Over
+// repeated restarts, no customer the CRM never saw is dead-lettered.
+func TestForcedShutdownKeepsAttemptsOnlyOfCallsMade(t *testing.T) {
+	t.Parallel()
+	cfg := crmmock.DefaultConfig()
+	cfg.Latency = 5 * time.Second // slower than --crm-timeout
+	b := setup(t, cfg)
+	var mu sync.Mutex
+	seen := map[string]bool{} // idempotency keys that reached the CRM
+	crmSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Header.Get("Idempotency-Key")] = true
+		mu.Unlock()
+		b.crm.ServeHTTP(w, r)
+	}))
+	t.Cleanup(crmSrv.Close)
+	seenCount := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
+	b.env["CRM_URL"] = crmSrv.URL
+	b.env["CRM_TIMEOUT"] = "2s"
+	b.env["CONSUMER_LEASE"] = "1m"
+	b.env["CONSUMER_SHUTDOWN_TIMEOUT"] = "100ms"
+	b.env["CONSUMER_CRM_CONCURRENCY"] = "4"
+	b.env["CONSUMER_MAX_ATTEMPTS"] = "2"
+	b.env["CONSUMER_CIRCUIT_FAILURES"] = "1000"
+	b.publishN(t, 100)
+
+	for round := range 3 {
+		before := seenCount()
+		stop := b.startWorker(t, fmt.Sprintf("w%d", round), nil)
+		// SIGTERM once calls are in flight; the shutdown timeout cuts them.
+		require.Eventually(t, func() bool { return seenCount() > before }, 20*time.Second, 5*time.Millisecond)
+		stop()
+
+		rows, err := b.store.Pool().Query(t.Context(), `SELECT email, crm_attempts, coalesce(crm_lease_until > now(), false) FROM customers`)
+		require.NoError(t, err)
+		var email string
+		var attempts int
+		var leased bool
+		held := 0
+		_, err = pgx.ForEachRow(rows, []any{&email, &attempts, &leased}, func() error {
+			if attempts > 0 || leased {
+				held++
+				mu.Lock()
+				reached := seen[customer.IdempotencyKey(email)]
+				mu.Unlock()
+				require.True(t, reached, "round %d: %s has %d attempt(s), leased %v, and the CRM never saw it", round, email, attempts, leased)
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		t.Logf("round %d: %d customers with an attempt or a lease, %d seen by the CRM", round, held, seenCount())
+	}
+	for _, d := range b.deadLetters(t) {
+		c, err := customer.Decode(d.Body)
+		require.NoError(t, err)
+		mu.Lock()
+		reached := seen[customer.IdempotencyKey(c.Email)]
+		mu.Unlock()
+		require.True(t, reached, "%s was dead-lettered (%v) and the CRM never saw it", c.Email, d.Headers["x-death-reason"])
+	}
 }
