@@ -54,7 +54,8 @@ type Config struct {
 	// MaxRecordBytes bounds one record, terminator included (flag
 	// --max-record-bytes). A longer record is reported as a *RecordError
 	// wrapping ErrRecordTooLong, and memory stays bounded by about this much
-	// whatever the record's size. Default DefaultMaxRecordBytes (1 MiB).
+	// whatever the record's size; of a UTF-16 input it counts the record
+	// decoded to UTF-8. Default DefaultMaxRecordBytes (1 MiB).
 	MaxRecordBytes int
 	// Start resumes a previous read (flag --resume): the header, if any, is
 	// still read from the start of the file, then reading continues at

@@ -1,9 +1,11 @@
 package csvsource
 
 import (
+	"bytes"
 	"encoding/csv"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -133,4 +135,70 @@ func TestTestdataFiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSeedSavedByExcel reads a real export as Excel saves it under "CSV
+// (Macintosh)" (CR line ends) and "Unicode Text" (UTF-16 LE with a BOM, tab
+// separated, CRLF), and requires the records of the original, with offsets
+// that resume in the saved file.
+func TestSeedSavedByExcel(t *testing.T) {
+	t.Parallel()
+	orig, err := os.ReadFile(filepath.Join(testenv.SeedsDir(t), "mock_data_1000_header.csv"))
+	require.NoError(t, err)
+	want := readMapped(t, orig, Config{})
+	require.Len(t, want, 1002)
+
+	lines := strings.Split(strings.TrimRight(string(orig), "\r\n"), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, "\r")
+	}
+	tabbed := make([]string, len(lines))
+	for i, l := range lines {
+		require.NotContains(t, l, `"`, "the seed has no quoted fields to convert")
+		tabbed[i] = strings.ReplaceAll(l, ",", "\t")
+	}
+	for _, tc := range []struct {
+		name, layout string
+		data         []byte
+	}{
+		{"CSV (Macintosh)", "encoding auto, CR line ends (detected)", []byte(strings.Join(lines, "\r") + "\r")},
+		{"Unicode Text", "encoding utf-16le (from its BOM)", []byte(utf16Text(false, "\ufeff"+strings.Join(tabbed, "\r\n")+"\r\n"))},
+		{"Unicode Text, big endian", "encoding utf-16be (from its BOM)", []byte(utf16Text(true, "\ufeff"+strings.Join(tabbed, "\r\n")+"\r\n"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := NewReader(bytes.NewReader(tc.data), Config{})
+			require.NoError(t, err)
+			require.True(t, strings.HasSuffix(r.Layout().String(), tc.layout), r.Layout().String())
+			recs, errs := readAll(t, r)
+			require.Len(t, recs, len(want))
+			for i := range recs {
+				require.NoError(t, errs[i])
+				require.Equal(t, want[i], r.Map(recs[i]), "row %d", i+1)
+			}
+			require.Equal(t, int64(len(tc.data)), recs[len(recs)-1].End)
+
+			// Resume in the middle of the saved file.
+			mid := recs[499].Position()
+			r, err = NewReader(bytes.NewReader(tc.data), Config{Start: mid})
+			require.NoError(t, err)
+			tail, _ := readAll(t, r)
+			require.Len(t, tail, len(want)-500)
+			require.Equal(t, want[500], r.Map(tail[0]))
+			require.Equal(t, int64(501), tail[0].Row)
+		})
+	}
+}
+
+func readMapped(t *testing.T, data []byte, cfg Config) []Mapped {
+	t.Helper()
+	r, err := NewReader(bytes.NewReader(data), cfg)
+	require.NoError(t, err)
+	recs, errs := readAll(t, r)
+	out := make([]Mapped, len(recs))
+	for i := range recs {
+		require.NoError(t, errs[i])
+		out[i] = r.Map(recs[i])
+	}
+	return out
 }

@@ -38,7 +38,7 @@ func FuzzReader(f *testing.F) {
 			var offset int64
 			if recErr, ok := errors.AsType[*RecordError](err); ok {
 				pos, offset = recErr.Position(), recErr.Offset
-				if errors.Is(err, ErrRecordTooLong) {
+				if errors.Is(err, ErrRecordTooLong) && r.Layout().Transcoded == "" { // else the limit counts decoded bytes
 					require.Greater(t, recErr.End-recErr.Offset, int64(cfg.WithDefaults().MaxRecordBytes))
 				}
 			} else {

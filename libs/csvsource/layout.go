@@ -51,6 +51,11 @@ type Layout struct {
 	Columns     []string
 	ColumnsFrom ColumnSource
 	Encoding    string
+	// Transcoded is "utf-16le" or "utf-16be" for an input with a UTF-16
+	// BOM (decoded to UTF-8 as it is read), else "".
+	Transcoded string
+	// LineEnd is LineEndCR when the input ends its lines with CR alone.
+	LineEnd string
 }
 
 // Guessed reports whether anything in the layout was detected or guessed
@@ -95,7 +100,14 @@ func (l Layout) String() string {
 	case ColumnsFromNothing:
 	}
 	b.WriteString(", encoding ")
-	b.WriteString(l.Encoding)
+	if l.Transcoded != "" {
+		b.WriteString(l.Transcoded + " (from its BOM)")
+	} else {
+		b.WriteString(l.Encoding)
+	}
+	if l.LineEnd == LineEndCR {
+		b.WriteString(", CR line ends (detected)")
+	}
 	return b.String()
 }
 

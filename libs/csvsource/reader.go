@@ -114,6 +114,7 @@ type Mapped struct {
 // Reader reads records from a CSV stream. It is not safe for concurrent use.
 type Reader struct {
 	src      io.Reader
+	utf16    *utf16Source // the decoder of a UTF-16 input, else nil
 	split    *splitter
 	csv      *csv.Reader
 	feed     feed
@@ -157,19 +158,17 @@ func NewReader(src io.Reader, cfg Config) (*Reader, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(src, readBufferSize)
 	r := &Reader{
 		src:      src,
 		encoding: cfg.Encoding,
 		layout:   Layout{Delimiter: cfg.Delimiter, Encoding: cfg.Encoding},
-		split:    &splitter{br: br, delim: byte(cfg.Delimiter), max: cfg.MaxRecordBytes, line: 1}, //nolint:gosec // validate keeps the delimiter ASCII
+		split:    &splitter{delim: byte(cfg.Delimiter), max: cfg.MaxRecordBytes, line: 1}, //nolint:gosec // validate keeps the delimiter ASCII
 	}
-	if b, err := br.Peek(len(bom)); bytes.Equal(b, bom) {
-		_, _ = br.Discard(len(bom)) // cannot fail: the bytes are buffered
-		r.split.pos = int64(len(bom))
-	} else if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read start of input: %w", err)
+	br, err := r.open(bufio.NewReaderSize(src, readBufferSize))
+	if err != nil {
+		return nil, err
 	}
+	r.split.br = br
 	if cfg.Delimiter == 0 {
 		b, err := br.Peek(readBufferSize)
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
@@ -188,6 +187,39 @@ func NewReader(src io.Reader, cfg Config) (*Reader, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// open reads the start of the input: a UTF-16 BOM makes it decoded, a UTF-8
+// BOM is skipped, and CR line ends are read as LF. It returns the buffered
+// reader the splitter reads.
+func (r *Reader) open(raw *bufio.Reader) (*bufio.Reader, error) {
+	br := raw
+	b, err := raw.Peek(len(bom))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read start of input: %w", err)
+	}
+	switch {
+	case bytes.Equal(b, bom):
+		_, _ = raw.Discard(len(bom)) // cannot fail: the bytes are buffered
+		r.split.pos = int64(len(bom))
+	case bytes.HasPrefix(b, bomUTF16LE), bytes.HasPrefix(b, bomUTF16BE):
+		bigEndian := bytes.HasPrefix(b, bomUTF16BE)
+		_, _ = raw.Discard(len(bomUTF16LE))
+		r.utf16 = newUTF16Source(raw, bigEndian, int64(len(bomUTF16LE)))
+		r.split.pos = int64(len(bomUTF16LE))
+		r.split.orig = r.utf16.original
+		r.layout.Transcoded = "utf-16le"
+		if bigEndian {
+			r.layout.Transcoded = "utf-16be"
+		}
+		br = bufio.NewReaderSize(r.utf16, readBufferSize)
+	}
+	// A read error here is met again by the first read that needs the bytes.
+	if start, _ := br.Peek(readBufferSize); hasCRLineEnds(start) {
+		r.layout.LineEnd = LineEndCR
+		br = bufio.NewReaderSize(crSource{br}, readBufferSize)
+	}
+	return br, nil
 }
 
 // readLayout reads the header, or the first data record when the header or
@@ -211,7 +243,7 @@ func (r *Reader) readLayout(cfg Config) error {
 		r.layout.HasHeader = true
 		if first != nil {
 			if first.cause != nil {
-				return fmt.Errorf("read header (line %d): %w", first.rec.Line, first.cause)
+				return fmt.Errorf("read header (line %d): %w", first.rec.Line, explain(first.cause))
 			}
 			header = first.rec.Fields
 		}
@@ -237,7 +269,7 @@ func (r *Reader) readLayout(cfg Config) error {
 		r.layout.ColumnsFrom = ColumnsFromHeader
 	case r.pending != nil:
 		if r.pending.cause != nil {
-			return fmt.Errorf("guess columns from the first record (line %d): %w", r.pending.rec.Line, r.pending.cause)
+			return fmt.Errorf("guess columns from the first record (line %d): %w", r.pending.rec.Line, explain(r.pending.cause))
 		}
 		r.layout.Columns, err = guessColumns(r.pending.rec.Fields)
 		r.layout.ColumnsFrom = ColumnsFromGuess
@@ -264,6 +296,14 @@ func (r *Reader) readLayout(cfg Config) error {
 	return nil
 }
 
+// explain adds to the error of a first record what usually causes it.
+func explain(cause error) error {
+	if errors.Is(cause, ErrRecordTooLong) {
+		return fmt.Errorf("%w: the first record is over the record limit; is this a CSV file, with LF, CRLF or CR line ends?", cause)
+	}
+	return cause
+}
+
 // start moves to the resume position. It checks what it cheaply can: the
 // offset is not inside what was already read, and follows a line end (or
 // is the end of the input). It cannot tell a line end inside a quoted field
@@ -275,31 +315,42 @@ func (r *Reader) start(p Position) error {
 	}
 	r.row = p.Row
 	s := r.split
-	dataStart := s.pos
+	pos, err := s.original(s.pos)
+	if err != nil {
+		return err
+	}
+	dataStart := pos
 	if r.pending != nil {
 		dataStart = r.pending.rec.Offset
 	}
 	switch {
 	case p.Offset == dataStart:
 		return nil
-	case p.Offset < s.pos:
+	case p.Offset < pos:
 		return fmt.Errorf("--resume: offset %d is not after the header or first record (data starts at offset %d)", p.Offset, dataStart)
 	}
 	r.pending = nil
-	if p.Offset == s.pos {
+	if p.Offset == pos {
 		return nil
 	}
 
-	// Stop one byte short to check that the offset follows a line end.
-	target := p.Offset - 1
+	// Stop one character short to check that the offset follows a line end.
+	unit := int64(1)
+	if r.utf16 != nil {
+		unit = 2
+	}
+	target := p.Offset - unit
 	seeked := false
 	if sk, ok := r.src.(io.Seeker); ok {
 		// A pipe is an *os.File too: when Seek fails nothing moved, so read instead.
 		if _, err := sk.Seek(target, io.SeekStart); err == nil {
-			s.br.Reset(r.src)
+			s.br.Reset(r.reopen(target))
 			s.pos, s.line = target, 0
 			seeked = true
 		}
+	}
+	if !seeked && r.utf16 != nil {
+		return errors.New("--resume: a UTF-16 input can only be resumed from a file, not a stream")
 	}
 	for !seeked && s.pos < target {
 		b, err := s.br.Peek(int(min(target-s.pos, readBufferSize)))
@@ -333,6 +384,21 @@ func (r *Reader) start(p Position) error {
 		return nil // the end of a last record without a line end
 	}
 	return fmt.Errorf("--resume: offset %d does not follow a line end: not a record boundary of this input", p.Offset)
+}
+
+// reopen returns what the splitter reads after the original input was
+// moved to offset at, which follows a line end.
+func (r *Reader) reopen(at int64) io.Reader {
+	var in io.Reader = r.src
+	if r.utf16 != nil {
+		r.utf16 = newUTF16Source(r.src, r.utf16.bigEndian, at)
+		r.split.orig = r.utf16.original
+		in = r.utf16
+	}
+	if r.layout.LineEnd == LineEndCR {
+		in = crSource{in}
+	}
+	return in
 }
 
 // Layout returns what the reader decided about the file.

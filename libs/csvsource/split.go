@@ -34,6 +34,18 @@ type splitter struct {
 	pos   int64 // offset in the original input of the next unread byte
 	line  int   // physical line of the next unread byte; 0 when unknown
 	buf   []byte
+	// orig translates pos to an offset in the original input when the two
+	// differ (a decoded UTF-16 input); nil when they are the same.
+	orig func(int64) (int64, error)
+}
+
+// original is the offset in the original input of pos, which is at the
+// start or the end of the input or after a line end.
+func (s *splitter) original(pos int64) (int64, error) {
+	if s.orig == nil {
+		return pos, nil
+	}
+	return s.orig(pos)
 }
 
 // span is one record as found in the input.
@@ -68,7 +80,10 @@ func (s *splitter) next() (span, error) {
 				continue
 			}
 			started = true
-			sp.offset, sp.line = s.pos, s.line
+			sp.line = s.line
+			if sp.offset, err = s.original(s.pos); err != nil {
+				return span{}, err
+			}
 		}
 		if !sp.tooLong {
 			if len(s.buf)+len(b) > s.max {
@@ -83,7 +98,9 @@ func (s *splitter) next() (span, error) {
 		st, done = scan(st, b, s.delim)
 		s.advance(b)
 		if done || eof {
-			sp.end = s.pos
+			if sp.end, err = s.original(s.pos); err != nil {
+				return span{}, err
+			}
 			if !sp.tooLong {
 				sp.data = s.buf
 			}

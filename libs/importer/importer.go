@@ -24,6 +24,11 @@ import (
 	"github.com/custimport/custimport/libs/rabbit"
 )
 
+// ErrAllRejected means the file had rows and every one was rejected: it is
+// most likely not read the way it was written (columns, delimiter, line
+// ends), and the run ends with an error although it read the whole file.
+var ErrAllRejected = errors.New("every row was rejected")
+
 // Config says what to import and how. Field comments give defaults.
 type Config struct {
 	// File is the CSV to import. Required.
@@ -238,6 +243,12 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		}
 	}
 
+	lk, err := acquireLock(cfg.Checkpoint+".lock", logger)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.release()
+
 	start, done, err := startPosition(cfg, fp)
 	if err != nil {
 		return nil, err
@@ -299,6 +310,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		sum.RowsPerSec = float64(sum.Rows) / s
 	}
 	sum.Complete = complete
+	if err == nil && sum.Rows > 0 && sum.Rejected == sum.Rows {
+		err = fmt.Errorf("%w (%d read; the first, %s): nothing was published; see the rejects report %s",
+			ErrAllRejected, sum.Rows, rej.firstReason(), cfg.Rejects)
+	}
 	return sum, err
 }
 

@@ -2,6 +2,7 @@ package importer_test
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,4 +86,63 @@ func TestRunWithoutAnEmailColumnSaysSo(t *testing.T) {
 	file := writeFile(t, "name,phone\nAna,123\n")
 	_, err := importer.Run(t.Context(), importer.Config{File: file, DryRun: true})
 	require.ErrorIs(t, err, csvsource.ErrNoEmailColumn)
+}
+
+// Two runs with one checkpoint: the second refuses at once and names the
+// first's process; the lock of a process that is gone blocks nobody.
+func TestASecondRunOnTheSameCheckpointRefuses(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "name,email\nAnn,ann@x.com\n")
+	cfg := importer.Config{File: file, DryRun: true}
+
+	hold := make(chan struct{})
+	first := make(chan error, 1)
+	started := make(chan struct{})
+	var once sync.Once
+	go func() {
+		c := cfg
+		c.OnProgress = func(importer.Progress) {
+			once.Do(func() { close(started) })
+			<-hold
+		}
+		_, err := importer.Run(t.Context(), c)
+		first <- err
+	}()
+	<-started
+	_, err := importer.Run(t.Context(), cfg)
+	close(hold)
+	require.ErrorIs(t, err, importer.ErrLocked)
+	require.ErrorContains(t, err, fmt.Sprintf("pid %d on ", os.Getpid()))
+	require.ErrorContains(t, err, file+".checkpoint.lock")
+	require.NoError(t, <-first)
+	require.NoFileExists(t, file+".checkpoint.lock", "the lock goes with its run")
+
+	// A lock file left by a process that died: taken over.
+	require.NoError(t, os.WriteFile(file+".checkpoint.lock", []byte("pid 999999 on elsewhere since 2026-01-01T00:00:00Z\n"), 0o600))
+	var logs testenv.Buffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	_, err = importer.Run(t.Context(), cfg)
+	require.NoError(t, err)
+	require.Contains(t, logs.String(), "taking over the lock of an import that is no longer running")
+	require.Contains(t, logs.String(), "pid 999999")
+}
+
+func TestEveryRowRejectedIsAnError(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, text, want string }{
+		{"no valid email", "Ann,not-an-email\nBob,also-bad\n", `every row was rejected (2 read; the first, row 1: email "not-an-email" has no @)`},
+		// --columns given: the one record (a whole file with line ends
+		// the reader does not know) is a rejected row.
+		{"one record over the limit", strings.Repeat("Ann,a@x.com\v", 100_000), "every row was rejected (1 read; the first, row 1: record too long: more than 1048576 bytes)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			file := writeFile(t, tc.text)
+			sum, err := importer.Run(t.Context(), importer.Config{File: file, DryRun: true, CSV: csvsource.Config{Header: csvsource.HeaderNo, Columns: []string{"name", "email"}}})
+			require.ErrorIs(t, err, importer.ErrAllRejected)
+			require.ErrorContains(t, err, tc.want)
+			require.ErrorContains(t, err, "see the rejects report "+file+".rejects.csv")
+			require.Equal(t, sum.Rows, sum.Rejected)
+		})
+	}
 }

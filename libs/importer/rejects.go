@@ -17,6 +17,7 @@ type rejects struct {
 	buf   *bufio.Writer
 	w     *csv.Writer
 	count int64
+	first string // the first reason, for a run that rejects every row
 }
 
 func openRejects(path string, appendTo bool, columns []string) (*rejects, error) {
@@ -48,6 +49,9 @@ func (r *rejects) add(row int64, reason string, fields []string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.count++
+	if r.first == "" {
+		r.first = fmt.Sprintf("row %d: %s", row, reason)
+	}
 	if err := r.w.Write(append([]string{reason, strconv.FormatInt(row, 10)}, fields...)); err != nil {
 		return fmt.Errorf("write rejects report: %w", err)
 	}
@@ -73,6 +77,12 @@ func (r *rejects) total() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.count
+}
+
+func (r *rejects) firstReason() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.first
 }
 
 func (r *rejects) close() error {
