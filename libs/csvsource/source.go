@@ -3,10 +3,10 @@ package csvsource
 import (
 	"bytes"
 	"cmp"
-	"slices"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"unicode/utf16"
 	"unicode/utf8"
 )
