@@ -389,7 +389,7 @@ func (r *Reader) start(p Position) error {
 // reopen returns what the splitter reads after the original input was
 // moved to offset at, which follows a line end.
 func (r *Reader) reopen(at int64) io.Reader {
-	var in io.Reader = r.src
+	in := r.src
 	if r.utf16 != nil {
 		r.utf16 = newUTF16Source(r.src, r.utf16.bigEndian, at)
 		r.split.orig = r.utf16.original

@@ -68,8 +68,7 @@ type utf16Source struct {
 	in, out   int64 // original bytes read and decoded, UTF-8 bytes produced
 	raw       []byte
 	rawLen    int
-	high      rune // a high surrogate waiting for its low half, or 0
-	highIn    int64
+	high      rune   // a high surrogate waiting for its low half, or 0
 	pending   []byte // decoded, not yet read
 	marks     []offsetMark
 	err       error
