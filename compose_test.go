@@ -50,11 +50,22 @@ func TestComposeServices(t *testing.T) {
 		require.NoError(t, err, "service %s", name)
 	}
 
-	for _, name := range []string{"postgres", "rabbitmq"} {
+	for _, name := range []string{"postgres", "rabbitmq", "mockcrm", "consumer"} {
 		svc, err := project.GetService(name)
 		require.NoError(t, err)
 		require.NotNil(t, svc.HealthCheck, "%s needs a healthcheck: others wait on service_healthy", name)
 		require.NotEmpty(t, svc.HealthCheck.Test, name)
+	}
+	// The app image has no shell or curl: its services check themselves
+	// with their own health subcommand, which reads the same address
+	// variable as the server.
+	for name, addrVar := range map[string]string{"mockcrm": "MOCKCRM_ADDR", "consumer": "CONSUMER_HTTP_ADDR"} {
+		svc, err := project.GetService(name)
+		require.NoError(t, err)
+		require.Equal(t, types.HealthCheckTest{"CMD", name, "health"}, svc.HealthCheck.Test, name)
+		require.NotEmpty(t, derefOr(svc.Environment[addrVar]), "%s: %s set for the server and its health check", name, addrVar)
+		require.NotContains(t, svc.Command, "--addr", "%s: the address comes from %s alone", name, addrVar)
+		require.NotContains(t, svc.Command, "--http-addr", "%s: the address comes from %s alone", name, addrVar)
 	}
 
 	rabbit, err := project.GetService("rabbitmq")
@@ -81,7 +92,7 @@ func TestComposeConsumerScales(t *testing.T) {
 		"migrate":  types.ServiceConditionCompletedSuccessfully,
 		"postgres": types.ServiceConditionHealthy,
 		"rabbitmq": types.ServiceConditionHealthy,
-		"mockcrm":  types.ServiceConditionStarted,
+		"mockcrm":  types.ServiceConditionHealthy,
 	}
 	for dep, condition := range want {
 		got, ok := consumer.DependsOn[dep]

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/custimport/custimport/libs/pgstore"
 	"github.com/custimport/custimport/libs/process"
@@ -112,18 +111,16 @@ func (b *bench) deleteTopology(top rabbit.Topology) {
 	}
 }
 
-// queueDepth is the ready messages of a queue.
-func (b *bench) queueDepth(name string) (int, error) {
-	ch, err := b.amqp.Channel()
+// queue reads a queue's ready messages and consumers.
+func (b *bench) queue(name string) (rabbit.Depth, error) {
+	depths, err := rabbit.AMQPDepths(b.amqp, []string{name})
 	if err != nil {
-		return 0, fmt.Errorf("open channel: %w", err)
+		return rabbit.Depth{}, err
 	}
-	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(name, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
-	if err != nil {
-		return 0, fmt.Errorf("inspect queue %s: %w", name, err)
+	if depths[0].Missing {
+		return rabbit.Depth{}, fmt.Errorf("queue %s is gone", name)
 	}
-	return q.Messages, nil
+	return depths[0], nil
 }
 
 // spec is one measured pipeline run.
@@ -318,16 +315,11 @@ func (b *bench) produce(ctx context.Context, s spec, env []string, o *outcome) e
 // a run measured from the producer's start does not include their start-up.
 func (b *bench) waitConsumers(ctx context.Context, queue string, n int, procs []*process.Process) error {
 	for {
-		ch, err := b.amqp.Channel()
+		q, err := b.queue(queue)
 		if err != nil {
-			return fmt.Errorf("open channel: %w", err)
+			return err
 		}
-		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
-		_ = ch.Close()
-		if err != nil {
-			return fmt.Errorf("inspect queue %s: %w", queue, err)
-		}
-		if q.Consumers >= n {
+		if q.Consumers >= int64(n) {
 			return nil
 		}
 		if err := exited(procs); err != nil {
@@ -374,10 +366,11 @@ func (b *bench) waitSynced(ctx context.Context, schema string, top rabbit.Topolo
 		pgx.Identifier{schema, "customers"}.Sanitize()
 	lastLog := time.Now()
 	for {
-		depth, err := b.queueDepth(top.Queue())
+		work, err := b.queue(top.Queue())
 		if err != nil {
 			return time.Time{}, err
 		}
+		depth := work.Messages
 		if depth == 0 {
 			now := time.Now()
 			var synced, given, total int64

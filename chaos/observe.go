@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/custimport/custimport/libs/customer"
+	"github.com/custimport/custimport/libs/rabbit"
 )
 
 // snapshot is the pipeline's state at one moment, read directly (not
@@ -51,17 +52,15 @@ func (h *harness) snapshot(ctx context.Context) (snapshot, error) {
 	if err := rows.Err(); err != nil {
 		return s, fmt.Errorf("count customers: %w", err)
 	}
-	ch, err := h.amqpConn.Channel()
+	depths, err := rabbit.AMQPDepths(h.amqpConn, h.top.Queues())
 	if err != nil {
-		return s, fmt.Errorf("open channel: %w", err)
+		return s, err
 	}
-	defer ch.Close()
-	for _, q := range h.top.Queues() {
-		info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
-		if err != nil {
-			return s, fmt.Errorf("inspect queue %s: %w", q, err)
+	for _, d := range depths {
+		if d.Missing {
+			return s, fmt.Errorf("queue %s is gone", d.Name)
 		}
-		s.Ready[q] = info.Messages
+		s.Ready[d.Name] = int(d.Messages)
 	}
 	return s, nil
 }
