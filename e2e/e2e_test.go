@@ -67,11 +67,19 @@ func freeAddr(t *testing.T) string {
 // SIGTERM, or none within the grace period, fails the test.
 func start(t *testing.T, name string, env []string, args ...string) *process.Process {
 	t.Helper()
+	p, _ := startProgram(t, name, filepath.Join(binaries(t), name), env, args...)
+	return p
+}
+
+// startProgram is start for any program, named name in the test log; it
+// also returns what the program writes.
+func startProgram(t *testing.T, name, path string, env []string, args ...string) (*process.Process, *testenv.Buffer) {
+	t.Helper()
 	out := &testenv.Buffer{}
 	// Not t.Context(): it ends before the cleanups, and the processes must
 	// be stopped gracefully by them.
 	p, err := process.Start(context.WithoutCancel(t.Context()), process.Spec{
-		Name: name, Bin: filepath.Join(binaries(t), name), Args: args, Env: env, Output: out,
+		Name: name, Bin: path, Args: args, Env: env, Output: out,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -82,7 +90,7 @@ func start(t *testing.T, name string, env []string, args ...string) *process.Pro
 			t.Logf("--- %s output:\n%s", name, tail(out.String(), 4000))
 		}
 	})
-	return p
+	return p, out
 }
 
 func tail(s string, n int) string {
@@ -102,15 +110,22 @@ type pipeline struct {
 
 func newPipeline(t *testing.T, crmFlags ...string) *pipeline {
 	t.Helper()
-	db := testenv.MigratedPostgres(t)
 	top := testenv.Topology(t, 100*time.Millisecond, 300*time.Millisecond, time.Second)
+	return newPipelineOn(t, testenv.AMQPURL(t), top, crmFlags...)
+}
+
+// newPipelineOn is newPipeline on the brokers of amqpURL (a list: the nodes
+// of a cluster) with the given topology.
+func newPipelineOn(t *testing.T, amqpURL string, top rabbit.Topology, crmFlags ...string) *pipeline {
+	t.Helper()
+	db := testenv.MigratedPostgres(t)
 	addr := freeAddr(t)
 	crm := start(t, "mockcrm", nil, append([]string{"--addr", addr}, crmFlags...)...)
 	crmURL := "http://" + addr
 	require.NoError(t, process.WaitHTTP(t.Context(), crm, crmURL+"/healthz", 20*time.Second))
 	return &pipeline{
 		env: append(top.Env(),
-			"AMQP_URL="+testenv.AMQPURL(t),
+			"AMQP_URL="+amqpURL,
 			"DATABASE_URL="+testenv.DatabaseURLWithSchema(t, db),
 			"CRM_URL="+crmURL,
 			"CONSUMER_MAX_ATTEMPTS=30",

@@ -29,9 +29,16 @@ func Start(ctx context.Context, target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	return Serve(ln, target), nil
+}
+
+// Serve forwards the connections ln accepts to target (host:port), dialled
+// from the caller's network: ln may be a listener made elsewhere, such as
+// inside a network namespace.
+func Serve(ln net.Listener, target string) *Proxy {
 	p := &Proxy{target: target, ln: ln, conns: map[net.Conn]struct{}{}}
 	p.wg.Go(p.accept)
-	return p, nil
+	return p
 }
 
 // Addr is the address clients dial instead of the target.
