@@ -134,6 +134,11 @@ chaos: ## Kill and restart consumers, broker and CRM mid-import; check exactly-o
 cluster: ## Start a 3-node RabbitMQ cluster beside the default broker (AMQP 5681-5683) and print its AMQP_URL list
 	@scripts/cluster.sh up
 
+.PHONY: chaos-cluster
+chaos-cluster: ## make chaos through the 3-node cluster (make cluster), stopping and starting the import queue's leader node twice
+	@scripts/cluster.sh up >/dev/null
+	go run ./chaos --amqp-url "$$(scripts/cluster.sh urls)" --cluster-nodes "$$(scripts/cluster.sh nodes)"
+
 .PHONY: cluster-down
 cluster-down: ## Stop the 3-node cluster and remove its data (volumes/cluster)
 	@scripts/cluster.sh down

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/custimport/custimport/libs/envflag"
+	"github.com/custimport/custimport/libs/rabbit"
 )
 
 const usage = `chaos runs the whole pipeline under injected faults and checks exactly-once.
@@ -43,6 +44,11 @@ type Config struct {
 	// DatabaseURL is the Postgres database the schema is made in; it is
 	// created when missing. Default postgres://postgres@127.0.0.1:5432/test?sslmode=disable.
 	DatabaseURL string
+	// ClusterNodes, when set, are the Erlang names of the RabbitMQ nodes
+	// behind AMQPURL (a comma-separated list, in the same order): the
+	// cluster mode, which also stops the node leading the import queue
+	// (rabbitmqctl stop_app), waits and starts it, twice.
+	ClusterNodes []string
 	// WorkDir holds the binaries, the data and the logs. Default: a new
 	// temporary folder, removed after a passing run unless Keep.
 	WorkDir string
@@ -60,6 +66,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Bool(&c.Short, "short", "CHAOS_SHORT", false, "quick form: about 5,000 rows, fewer faults, under a minute")
 	s.String(&c.AMQPURL, "amqp-url", "AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `URL`")
 	s.String(&c.DatabaseURL, "database-url", "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL `URL` (the database is created when missing)")
+	s.List(&c.ClusterNodes, "cluster-nodes", "CHAOS_CLUSTER_NODES", nil, "Erlang `names` of the cluster nodes behind --amqp-url, in its order: stop and start them mid-import (make chaos-cluster)")
 	s.String(&c.WorkDir, "work-dir", "CHAOS_WORK_DIR", "", "`folder` for binaries, data and logs (default: a new temporary folder)")
 	if err := s.Parse(args); err != nil {
 		return Config{}, err
@@ -107,6 +114,13 @@ func (c Config) validate() error {
 		return fmt.Errorf("--duration %s: want a positive duration", c.Duration)
 	case c.Seed < 0:
 		return fmt.Errorf("--seed %d: want 0 or more", c.Seed)
+	}
+	urls, err := rabbit.ParseURLs(c.AMQPURL)
+	if err != nil {
+		return fmt.Errorf("--amqp-url: %w", err)
+	}
+	if len(c.ClusterNodes) > 0 && (len(c.ClusterNodes) < 2 || len(c.ClusterNodes) != len(urls)) {
+		return fmt.Errorf("--cluster-nodes: %d node names for %d AMQP URLs: want one per URL, two or more", len(c.ClusterNodes), len(urls))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -18,7 +19,14 @@ const (
 	faultDownPostgres faultKind = "Postgres down 2s"
 	faultCRMOutage    faultKind = "CRM outage 3s"
 	faultCRM429       faultKind = "CRM 429 burst 3s"
+	// faultStopNode, in the cluster mode only, stops the node leading the
+	// import queue and starts it again; it is not drawn at random but
+	// scheduled clusterStops times.
+	faultStopNode faultKind = "RabbitMQ node stopped and started"
 )
+
+// clusterStops is how many node stops a cluster-mode run schedules.
+const clusterStops = 2
 
 // faultWeights says how often each kind comes up after the first round,
 // which holds each kind once.
@@ -45,6 +53,8 @@ type injector struct {
 
 	mu    sync.Mutex
 	count map[faultKind]int
+	// lastStopped is the cluster node stopped last.
+	lastStopped string
 }
 
 // schedule is the seeded order of the faults: every kind once (shuffled),
@@ -69,7 +79,14 @@ func (in *injector) schedule() []faultKind {
 			x -= w.weight
 		}
 	}
-	return out[:in.n]
+	out = out[:in.n]
+	if in.h.cluster != nil {
+		// The first early, while the import runs; the second later, once
+		// the first node is back: each time another node.
+		out = slices.Insert(out, min(1, len(out)), faultStopNode)
+		out = slices.Insert(out, len(out)*2/3, faultStopNode)
+	}
+	return out
 }
 
 // run injects the scheduled faults until they are all done or ctx ends.
@@ -100,8 +117,17 @@ func (in *injector) inject(ctx context.Context, kind faultKind) {
 		}
 		log.Info("fault", "consumer", i+1)
 	case faultCutRabbit:
-		h.rabbitProxy.Cut()
+		for _, p := range h.rabbitProxies {
+			p.Cut()
+		}
 		log.Info("fault")
+	case faultStopNode:
+		node, err := h.cluster.bounce(ctx, h.top.Queue(), in.lastStopped)
+		if err != nil {
+			log.Error("fault not injected in full", "node", node, "err", err)
+			return
+		}
+		in.lastStopped = node
 	case faultCutPostgres:
 		h.pgProxy.Cut()
 		log.Info("fault")

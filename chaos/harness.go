@@ -54,12 +54,13 @@ type harness struct {
 	top    rabbit.Topology
 	crmURL string
 
-	rabbitProxy *tcpproxy.Proxy
-	pgProxy     *tcpproxy.Proxy
-	pool        *pgxpool.Pool
-	amqpConn    *amqp.Connection
-	crm         *process.Process
-	crmCancel   context.CancelFunc
+	rabbitProxies []*tcpproxy.Proxy // one per AMQP URL
+	cluster       *cluster          // nil but in the cluster mode
+	pgProxy       *tcpproxy.Proxy
+	pool          *pgxpool.Pool
+	amqpConn      *amqp.Connection
+	crm           *process.Process
+	crmCancel     context.CancelFunc
 
 	env []string // for producer and consumers: through the proxies
 }
@@ -81,7 +82,10 @@ func (h *harness) build(ctx context.Context) error {
 func (h *harness) setup(ctx context.Context) error {
 	id := fmt.Sprintf("chaos_%d_%d", h.cfg.Seed, time.Now().Unix()%100000)
 	h.schema = id
-	h.top = rabbit.Topology{Prefix: id, RetryDelays: retryDelays}.WithDefaults()
+	h.top = rabbit.Topology{Prefix: id, RetryDelays: retryDelays, Replicas: rabbit.Replicas(h.cfg.AMQPURL)}.WithDefaults()
+	if len(h.cfg.ClusterNodes) > 0 {
+		h.cluster = &cluster{nodes: h.cfg.ClusterNodes, logger: h.logger, down: 5 * time.Second}
+	}
 
 	if err := ensureDatabase(ctx, h.cfg.DatabaseURL, h.logger); err != nil {
 		return err
@@ -122,24 +126,36 @@ func (h *harness) setup(ctx context.Context) error {
 		return err
 	}
 
-	rabbitTarget, err := hostPort(h.cfg.AMQPURL, "5672")
-	if err != nil {
-		return err
-	}
 	pgTarget, err := hostPort(h.cfg.DatabaseURL, "5432")
 	if err != nil {
 		return err
 	}
-	if h.rabbitProxy, err = tcpproxy.Start(ctx, rabbitTarget); err != nil {
-		return fmt.Errorf("start RabbitMQ proxy: %w", err)
-	}
 	if h.pgProxy, err = tcpproxy.Start(ctx, pgTarget); err != nil {
 		return fmt.Errorf("start Postgres proxy: %w", err)
 	}
-	amqpViaProxy, err := withHost(h.cfg.AMQPURL, h.rabbitProxy.Addr())
+	// One proxy per broker URL (per node of a cluster).
+	urls, err := rabbit.ParseURLs(h.cfg.AMQPURL)
 	if err != nil {
 		return err
 	}
+	var viaProxy, proxyAddrs []string
+	for _, u := range urls {
+		target, err := hostPort(u, "5672")
+		if err != nil {
+			return err
+		}
+		p, err := tcpproxy.Start(ctx, target)
+		if err != nil {
+			return fmt.Errorf("start RabbitMQ proxy: %w", err)
+		}
+		h.rabbitProxies = append(h.rabbitProxies, p)
+		via, err := withHost(u, p.Addr())
+		if err != nil {
+			return err
+		}
+		viaProxy, proxyAddrs = append(viaProxy, via), append(proxyAddrs, p.Addr())
+	}
+	amqpViaProxy := strings.Join(viaProxy, ",")
 	dbViaProxy, err := withSearchPath(h.cfg.DatabaseURL, h.schema, h.pgProxy.Addr())
 	if err != nil {
 		return err
@@ -159,7 +175,7 @@ func (h *harness) setup(ctx context.Context) error {
 		"LOG_FORMAT=json",
 	)
 	h.logger.Info("isolated deployment ready", "schema", h.schema, "queue_prefix", h.top.Prefix,
-		"rabbitmq_proxy", h.rabbitProxy.Addr(), "postgres_proxy", h.pgProxy.Addr(), "crm", h.crmURL, "work_dir", h.work)
+		"rabbitmq_proxies", strings.Join(proxyAddrs, ","), "postgres_proxy", h.pgProxy.Addr(), "crm", h.crmURL, "work_dir", h.work)
 	return nil
 }
 
@@ -190,7 +206,12 @@ func (h *harness) teardown(keep bool) {
 		h.crmCancel()
 		<-h.crm.Done()
 	}
-	for _, p := range []*tcpproxy.Proxy{h.rabbitProxy, h.pgProxy} {
+	if h.cluster != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		h.cluster.startAll(ctx)
+		cancel()
+	}
+	for _, p := range append(h.rabbitProxies, h.pgProxy) {
 		if p != nil {
 			_ = p.Close()
 		}

@@ -174,6 +174,9 @@ func (h *harness) chaos(runCtx, ctx context.Context) (*observed, error) {
 	}
 	o.Faults = inj.counts()
 	o.Planned = cfg.Faults
+	if h.cluster != nil {
+		o.PlannedStops = clusterStops
+	}
 	o.Kills = f.kills
 	o.Exits = append(append(append(o.Exits, o.RefuseRun.Exits...), o.MainRun.Exits...), f.unexpectedExits()...)
 

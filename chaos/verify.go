@@ -31,6 +31,10 @@ type observed struct {
 	Exits     []exit
 	Converged bool
 	Last      snapshot
+
+	// PlannedStops is how many cluster node stops were scheduled (cluster
+	// mode), besides Planned.
+	PlannedStops int
 }
 
 // check is one pass/fail line of the verdict, with up to a few emails as
@@ -198,6 +202,20 @@ func (o *observed) checks() []check {
 		Detail: fmt.Sprintf("%d of %d kinds (%d wanted); producer SIGKILLed %d time(s); missing: %s",
 			len(faultWeights)-len(missingKinds), len(faultWeights), wantKinds, o.MainRun.Killed, strings.Join(missingKinds, ", ")),
 	})
+
+	if o.PlannedStops > 0 {
+		stops := 0
+		for _, f := range o.Faults {
+			if f.name == string(faultStopNode) {
+				stops = f.n
+			}
+		}
+		cs = append(cs, check{
+			Name:   "cluster nodes stopped and started again mid-import",
+			OK:     stops >= o.PlannedStops,
+			Detail: fmt.Sprintf("%d of %d node stops, each node back", stops, o.PlannedStops),
+		})
+	}
 
 	var exits []string
 	for _, e := range o.Exits {

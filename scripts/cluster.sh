@@ -6,6 +6,7 @@
 #                              them, print the AMQP URL list (idempotent)
 #   scripts/cluster.sh down    stop the three nodes and remove their data
 #   scripts/cluster.sh urls    print the AMQP URL list
+#   scripts/cluster.sh nodes   print the node names, in the same order
 #   scripts/cluster.sh status  which nodes run and whom they see
 #
 # Node i listens on 127.0.0.1 only: AMQP 568i, management 1568i, Erlang
@@ -224,9 +225,12 @@ case ${1:-} in
 up) up ;;
 down) down ;;
 urls) urls ;;
+nodes)
+	printf '%s,%s,%s\n' "$(node 1)" "$(node 2)" "$(node 3)"
+	;;
 status) status ;;
 *)
-	printf 'usage: %s up|down|urls|status\n' "$0" >&2
+	printf 'usage: %s up|down|urls|nodes|status\n' "$0" >&2
 	exit 2
 	;;
 esac
