@@ -50,7 +50,10 @@ type Layout struct {
 	// record beyond these are attributes named colN.
 	Columns     []string
 	ColumnsFrom ColumnSource
-	Encoding    string
+	// Header is the header record as the file has it (names not
+	// normalised), when HasHeader.
+	Header   []string
+	Encoding string
 	// Transcoded is "utf-16le" or "utf-16be" for an input with a UTF-16
 	// BOM (decoded to UTF-8 as it is read), else "".
 	Transcoded string

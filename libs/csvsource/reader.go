@@ -259,6 +259,7 @@ func (r *Reader) readLayout(cfg Config) error {
 		r.pending = first
 	}
 
+	r.layout.Header = header
 	var err error
 	switch {
 	case len(cfg.Columns) > 0:
@@ -405,6 +406,7 @@ func (r *Reader) reopen(at int64) io.Reader {
 func (r *Reader) Layout() Layout {
 	l := r.layout
 	l.Columns = slices.Clone(l.Columns)
+	l.Header = slices.Clone(l.Header)
 	return l
 }
 

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -69,42 +71,85 @@ func (c Customer) Normalize() Customer {
 	return c
 }
 
+// Names of the fields in a FieldError.
+const (
+	FieldEmail     = "email"
+	FieldName      = "name"
+	FieldFirstName = "first_name"
+	FieldLastName  = "last_name"
+	FieldPhone     = "phone"
+	FieldImportID  = "import_id"
+)
+
+// FieldError is a validation error that names the field at fault: email,
+// name, first_name, last_name, phone, import_id, or an attribute's name (with
+// Attribute set). A caller that read the customer from a file can name the
+// file's own column from it. It wraps ErrInvalid.
+type FieldError struct {
+	// Field is one of the Field* names, or an attribute's name.
+	Field     string
+	Attribute bool
+	// Problem completes the sentence that starts with the field, for
+	// example `is 6000 bytes, at most 1024`.
+	Problem string
+}
+
+func (e *FieldError) Error() string {
+	field := e.Field
+	if e.Attribute {
+		field = "attribute " + field
+	}
+	return ErrInvalid.Error() + ": " + field + " " + e.Problem
+}
+
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
 // Validate reports why a normalised customer cannot be imported. The error
-// wraps ErrInvalid and its text is meant for a rejects report.
+// wraps ErrInvalid, is a *FieldError when one field is at fault, and its
+// text is meant for a rejects report. The checks run in a fixed order, so a
+// row with several faults always gets the same reason: the email, then the
+// fields as a file has them (first and last name before the name they make
+// up), then the attributes by name.
 func (c Customer) Validate() error {
 	if err := ValidateEmail(c.Email); err != nil {
 		return err
 	}
-	for name, v := range map[string]string{"name": c.Name, "first_name": c.FirstName, "last_name": c.LastName, "phone": c.Phone, "import_id": c.ImportID} {
-		if err := validateText(name, v); err != nil {
-			return err
+	for _, f := range [...]struct{ name, v string }{
+		{FieldFirstName, c.FirstName}, {FieldLastName, c.LastName}, {FieldName, c.Name}, {FieldPhone, c.Phone}, {FieldImportID, c.ImportID},
+	} {
+		if p := textProblem(f.v); p != "" {
+			return &FieldError{Field: f.name, Problem: p}
 		}
 	}
 	if len(c.Attributes) > MaxAttributes {
 		return fmt.Errorf("%w: %d attributes, at most %d", ErrInvalid, len(c.Attributes), MaxAttributes)
 	}
-	for k, v := range c.Attributes {
-		if err := validateText("attribute name", k); err != nil {
-			return err
+	for _, k := range slices.Sorted(maps.Keys(c.Attributes)) {
+		if p := textProblem(k); p != "" {
+			return &FieldError{Field: k, Attribute: true, Problem: "has a name that " + p}
 		}
-		if err := validateText("attribute "+k, v); err != nil {
-			return err
+		if p := textProblem(c.Attributes[k]); p != "" {
+			return &FieldError{Field: k, Attribute: true, Problem: p}
 		}
 	}
 	return nil
 }
 
-func validateText(field, v string) error {
-	if len(v) > MaxFieldLen {
-		return fmt.Errorf("%w: %s is %d bytes, at most %d", ErrInvalid, field, len(v), MaxFieldLen)
+// textProblem says what is wrong with a field's text, or "".
+func textProblem(v string) string {
+	switch {
+	case len(v) > MaxFieldLen:
+		return fmt.Sprintf("is %d bytes, at most %d", len(v), MaxFieldLen)
+	case !utf8.ValidString(v):
+		return "is not valid UTF-8"
+	case strings.ContainsRune(v, 0):
+		return "contains a NUL byte"
 	}
-	if !utf8.ValidString(v) {
-		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, field)
-	}
-	if strings.ContainsRune(v, 0) {
-		return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalid, field)
-	}
-	return nil
+	return ""
+}
+
+func emailProblem(format string, args ...any) error {
+	return &FieldError{Field: FieldEmail, Problem: fmt.Sprintf(format, args...)}
 }
 
 // ValidateEmail checks the syntax of a normalised email: one @, a non-empty
@@ -114,42 +159,42 @@ func validateText(field, v string) error {
 // it; whether the mailbox exists is the CRM's business.
 func ValidateEmail(email string) error {
 	if email == "" {
-		return fmt.Errorf("%w: email is empty", ErrInvalid)
+		return emailProblem("is empty")
 	}
 	if len(email) > MaxEmailLen {
-		return fmt.Errorf("%w: email is %d bytes, at most %d", ErrInvalid, len(email), MaxEmailLen)
+		return emailProblem("is %d bytes, at most %d", len(email), MaxEmailLen)
 	}
 	if !utf8.ValidString(email) {
-		return fmt.Errorf("%w: email is not valid UTF-8", ErrInvalid)
+		return emailProblem("is not valid UTF-8")
 	}
 	local, domain, ok := strings.Cut(email, "@")
 	if !ok {
-		return fmt.Errorf("%w: email %q has no @", ErrInvalid, email)
+		return emailProblem("%q has no @", email)
 	}
 	if strings.Contains(domain, "@") {
-		return fmt.Errorf("%w: email %q has more than one @", ErrInvalid, email)
+		return emailProblem("%q has more than one @", email)
 	}
 	if local == "" || len(local) > maxLocalPartLen {
-		return fmt.Errorf("%w: email %q has an empty or too long local part", ErrInvalid, email)
+		return emailProblem("%q has an empty or too long local part", email)
 	}
 	if strings.HasPrefix(local, ".") || strings.HasSuffix(local, ".") || strings.Contains(local, "..") {
-		return fmt.Errorf("%w: email %q has a misplaced dot in its local part", ErrInvalid, email)
+		return emailProblem("%q has a misplaced dot in its local part", email)
 	}
 	for _, r := range local {
 		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`"(),:;<>[\]`, r) {
-			return fmt.Errorf("%w: email %q has %q in its local part", ErrInvalid, email, r)
+			return emailProblem("%q has %q in its local part", email, r)
 		}
 	}
 	if domain == "" || len(domain) > maxDomainPartLen {
-		return fmt.Errorf("%w: email %q has an empty or too long domain", ErrInvalid, email)
+		return emailProblem("%q has an empty or too long domain", email)
 	}
 	for label := range strings.SplitSeq(domain, ".") {
 		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
-			return fmt.Errorf("%w: email %q has a malformed domain", ErrInvalid, email)
+			return emailProblem("%q has a malformed domain", email)
 		}
 		for _, r := range label {
 			if r != '-' && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
-				return fmt.Errorf("%w: email %q has %q in its domain", ErrInvalid, email, r)
+				return emailProblem("%q has %q in its domain", email, r)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package customer_test
 
 import (
 	"bytes"
+	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -178,4 +179,28 @@ func BenchmarkNormalizeValidate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A row with several faults gets the same reason every time, naming a field
+// the row has (a long first name, not the name joined from it).
+func TestValidateNamesOneFieldDeterministically(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 6000)
+	c := customer.Customer{
+		Email: "a@x.com", FirstName: long, LastName: "Doe", Phone: long,
+		Attributes: map[string]string{"b": long, "a": long, "c": long},
+	}.Normalize()
+	for range 50 {
+		err := c.Validate()
+		fe, ok := errors.AsType[*customer.FieldError](err)
+		require.True(t, ok, err)
+		require.Equal(t, customer.FieldError{Field: "first_name", Problem: "is 6000 bytes, at most 1024"}, *fe)
+		require.ErrorIs(t, err, customer.ErrInvalid)
+	}
+	c.FirstName, c.Name, c.Phone = "Jo", "Jo Doe", ""
+	for range 50 {
+		require.EqualError(t, c.Validate(), "invalid customer: attribute a is 6000 bytes, at most 1024")
+	}
+	c.Attributes = map[string]string{"z\xff": "v", "a": "\xff"}
+	require.EqualError(t, c.Validate(), "invalid customer: attribute a is not valid UTF-8")
 }

@@ -200,6 +200,7 @@ type run struct {
 	cfg   Config
 	track *tracker
 	rej   *rejects
+	names columnNames
 
 	fp        string // the file's fingerprint
 	start     csvsource.Position
@@ -279,7 +280,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, track: newTracker(start.Row, start.Offset), rej: rej, fp: fp, start: start, size: st.Size()}
+	r := &run{cfg: cfg, track: newTracker(start.Row, start.Offset), rej: rej, names: newColumnNames(layout), fp: fp, start: start, size: st.Size()}
 	r.bytes.Store(start.Offset)
 
 	err = r.pipeline(ctx, src)

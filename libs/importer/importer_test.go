@@ -1,6 +1,7 @@
 package importer_test
 
 import (
+	"encoding/csv"
 	"fmt"
 	"log/slog"
 	"os"
@@ -144,5 +145,36 @@ func TestEveryRowRejectedIsAnError(t *testing.T) {
 			require.ErrorContains(t, err, "see the rejects report "+file+".rejects.csv")
 			require.Equal(t, sum.Rows, sum.Rejected)
 		})
+	}
+}
+
+// Reject reasons name the file's own columns, the same way every run.
+func TestRejectReasonsNameTheFilesColumns(t *testing.T) {
+	t.Parallel()
+	long, half := strings.Repeat("x", 6000), strings.Repeat("y", 600)
+	file := writeFile(t, "E-Mail,First Name,Last Name,Notes\n"+
+		"ok@x.com,Ann,Lee,\n"+
+		"a@x.com,"+long+",Lee,\n"+
+		"b@x.com,"+half+","+half+",\n"+
+		"nope,Bob,Ray,\n"+
+		"c@x.com,Cy,Ray,"+long+"\n")
+	for range 3 {
+		_, err := importer.Run(t.Context(), importer.Config{File: file, DryRun: true})
+		require.NoError(t, err)
+		f, err := os.Open(file + ".rejects.csv")
+		require.NoError(t, err)
+		rows, err := csv.NewReader(f).ReadAll()
+		require.NoError(t, f.Close())
+		require.NoError(t, err)
+		var reasons []string
+		for _, row := range rows[1:] {
+			reasons = append(reasons, row[0])
+		}
+		require.Equal(t, []string{
+			"First Name is 6000 bytes, at most 1024",
+			"First Name + Last Name (joined as the name) is 1201 bytes, at most 1024",
+			`E-Mail "nope" has no @`,
+			"Notes is 6000 bytes, at most 1024",
+		}, reasons)
 	}
 }

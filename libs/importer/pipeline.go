@@ -106,7 +106,7 @@ func (r *run) read(ctx context.Context, src *csvsource.Reader, jobs chan<- job) 
 			Attributes: m.Attributes, Source: r.cfg.Source + "#" + r.fp[:8], Row: rec.Row, ImportID: r.cfg.ImportID,
 		}.Normalize()
 		if err := c.Validate(); err != nil {
-			if err := r.rej.add(rec.Row, reason(err), rec.Fields); err != nil {
+			if err := r.rej.add(rec.Row, r.names.reason(err), rec.Fields); err != nil {
 				return err
 			}
 			r.track.done(rec.Row, rec.End)
@@ -140,15 +140,6 @@ func (r *run) read(ctx context.Context, src *csvsource.Reader, jobs chan<- job) 
 			return ctx.Err()
 		}
 	}
-}
-
-func reason(err error) string {
-	s := err.Error()
-	prefix := customer.ErrInvalid.Error() + ": "
-	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):]
-	}
-	return s
 }
 
 // publish sends jobs on one channel through a confirm window; a row is done
