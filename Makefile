@@ -46,12 +46,14 @@ help: ## Print this message
 	@awk 'BEGIN { FS = ":.*## "; printf "Usage: make <target> [VAR=value ...]\n\nTargets:\n" } \
 		/^[a-zA-Z0-9_-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@printf '\nVariables (override from the environment or the command line):\n'
-	@printf '  %-12s %s\n' AMQP_URL '$(AMQP_URL)' DATABASE_URL '$(DATABASE_URL)' CRM_URL '$(CRM_URL)' \
+	@printf '  %-25s %s\n' AMQP_URL '$(AMQP_URL)' DATABASE_URL '$(DATABASE_URL)' CRM_URL '$(CRM_URL)' \
 		RABBITMQ_MANAGEMENT_URL '$(RABBITMQ_MANAGEMENT_URL)' \
 		CONSUMERS '$(CONSUMERS)' FILE '$(FILE)' ROWS '$(ROWS)' USE_DOCKER '$(USE_DOCKER) (auto, 1 or 0)' \
 		POSTGRES_PORT '$(POSTGRES_PORT)' RABBITMQ_PORT '$(RABBITMQ_PORT)' \
 		RABBITMQ_MANAGEMENT_PORT '$(RABBITMQ_MANAGEMENT_PORT)' MOCKCRM_PORT '$(MOCKCRM_PORT)' \
-		PROMETHEUS_PORT '$(PROMETHEUS_PORT)' GRAFANA_PORT '$(GRAFANA_PORT)'
+		PROMETHEUS_PORT '$(PROMETHEUS_PORT)' GRAFANA_PORT '$(GRAFANA_PORT)' \
+		QUEUE_PREFIX '$(or $(QUEUE_PREFIX),customers) (queue names, for everything make starts)' \
+		PRODUCER_UID '$(PRODUCER_UID):$(PRODUCER_GID) (PRODUCER_UID:PRODUCER_GID, the producer container user)'
 
 .PHONY: build
 build: ## Build producer, consumer and mockcrm into bin/
