@@ -154,6 +154,9 @@ func (s Services) validate() error {
 	if s.DeliveryLimit < 1 {
 		return fmt.Errorf("--delivery-limit %d: want 1 or more", s.DeliveryLimit)
 	}
+	if _, err := rabbit.ParseURLs(s.AMQPURL); err != nil {
+		return fmt.Errorf("--amqp-url: %w", err)
+	}
 	return s.validateDatabase()
 }
 
@@ -210,7 +213,7 @@ func (c Config) validate() error {
 }
 
 func (s Services) topology() rabbit.Topology {
-	return rabbit.Topology{Prefix: s.QueuePrefix, RetryDelays: s.RetryDelays, DeliveryLimit: s.DeliveryLimit}.WithDefaults()
+	return rabbit.Topology{Prefix: s.QueuePrefix, RetryDelays: s.RetryDelays, DeliveryLimit: s.DeliveryLimit, Replicas: rabbit.Replicas(s.AMQPURL)}.WithDefaults()
 }
 
 func (s Services) store() pgstore.Config {
@@ -252,7 +255,7 @@ func (f *flags) bindDatabase(s *Services) {
 // bindServices binds the flags of Services.
 func (f *flags) bindServices(s *Services) {
 	d := Services{}.WithDefaults()
-	f.String(&s.AMQPURL, "amqp-url", "AMQP_URL", d.AMQPURL, "RabbitMQ `URL`")
+	f.String(&s.AMQPURL, "amqp-url", "AMQP_URL", d.AMQPURL, "RabbitMQ `URL`s, comma-separated: the nodes of a cluster, tried in turn")
 	f.bindDatabase(s)
 	rabbit.BindTopologyFlags(f.Set, &s.QueuePrefix, &s.RetryDelays, &s.DeliveryLimit)
 }

@@ -62,9 +62,11 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	defer store.Close()
-	conn, err := rabbit.Dial(ctx, cfg.AMQPURL, "consumer replay")
+	dialCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	conn, err := rabbit.Dial(dialCtx, cfg.AMQPURL, "consumer replay")
+	cancel()
 	if err != nil {
-		return fmt.Errorf("%w: is RabbitMQ running? (make infra)", err)
+		return err
 	}
 	defer conn.Close()
 	res, err := deadletter.Replay(ctx, conn, cfg.topology(), store, deadletter.ReplayOptions{Reason: cfg.Reason, Limit: cfg.Limit})

@@ -124,15 +124,16 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 }
 
 // openStore connects to Postgres, retrying until the connect timeout: in
-// compose the consumer may start before the database answers. A schema that
-// is not migrated is not worth waiting for.
+// compose the consumer may start before the database answers. What waiting
+// cannot cure (a malformed URL, a database that does not exist, refused
+// credentials, a schema that is not migrated) fails at once.
 func openStore(ctx context.Context, s Services, logger *slog.Logger) (*pgstore.Store, error) {
 	for {
 		store, err := pgstore.Open(ctx, s.store())
 		if err == nil {
 			return store, nil
 		}
-		if errors.Is(err, pgstore.ErrNotMigrated) || ctx.Err() != nil {
+		if pgstore.IsPermanent(err) || ctx.Err() != nil {
 			return nil, err
 		}
 		logger.Warn("PostgreSQL not reachable yet; retrying", "error", err)

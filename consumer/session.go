@@ -12,9 +12,10 @@ import (
 )
 
 // session is one connection's life: dial, declare, consume, loop. connected
-// reports whether it got as far as consuming.
-func (w *worker) session(ctx context.Context) (connected bool, err error) {
-	conn, err := rabbit.Dial(ctx, w.cfg.AMQPURL, "consumer "+w.cfg.Name)
+// reports whether it got as far as consuming. A non-zero dialBy is a
+// deadline for the dial.
+func (w *worker) session(ctx context.Context, dialBy time.Time) (connected bool, err error) {
+	conn, amqpURL, err := w.dial(ctx, dialBy)
 	if err != nil {
 		return false, err
 	}
@@ -43,7 +44,7 @@ func (w *worker) session(ctx context.Context) (connected bool, err error) {
 		return false, fmt.Errorf("consume %s: %w", w.top.Queue(), err)
 	}
 	closed := closeReason(conn.NotifyClose(make(chan *amqp.Error, 1)), ch.NotifyClose(make(chan *amqp.Error, 1)))
-	w.logger.Info("consuming", "queue", w.top.Queue(), "prefetch", w.cfg.Prefetch, "amqp", rabbit.Redact(w.cfg.AMQPURL))
+	w.logger.Info("consuming", "queue", w.top.Queue(), "prefetch", w.cfg.Prefetch, "amqp", rabbit.Redact(amqpURL))
 	w.metrics.setConsuming(true)
 	defer w.metrics.setConsuming(false)
 
@@ -157,4 +158,23 @@ func collect(ctx context.Context, stop <-chan struct{}, deliveries <-chan amqp.D
 		}
 	}
 	return batch, nil
+}
+
+// dial connects to the first broker of --amqp-url that answers, starting
+// after the one it used last, so that a lost node sends the consumer round
+// the list rather than back to it.
+func (w *worker) dial(ctx context.Context, by time.Time) (*amqp.Connection, string, error) {
+	if w.dialer == nil {
+		d, err := rabbit.NewDialer(w.cfg.AMQPURL, "consumer "+w.cfg.Name)
+		if err != nil {
+			return nil, "", err
+		}
+		w.dialer = d
+	}
+	if !by.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, by)
+		defer cancel()
+	}
+	return w.dialer.Dial(ctx)
 }

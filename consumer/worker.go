@@ -31,11 +31,13 @@ import (
 // the circuit, the 429 gate), outcome.go (what a delivery comes to),
 // deadletter.go (the messages a given-up or retried delivery becomes).
 type worker struct {
-	cfg     Config
-	logger  *slog.Logger
-	store   *pgstore.Store
-	crm     *crm.Client
-	top     rabbit.Topology
+	cfg    Config
+	logger *slog.Logger
+	store  *pgstore.Store
+	crm    *crm.Client
+	top    rabbit.Topology
+	// dialer goes round the broker URLs; made by the first dial.
+	dialer  *rabbit.Dialer
 	gate    *gate
 	breaker *gobreaker.CircuitBreaker[crm.Result]
 	// crashAt, set only by fault-injection tests, may stop a batch dead at
@@ -61,8 +63,10 @@ func newWorker(cfg Config, logger *slog.Logger, store *pgstore.Store, client *cr
 var errFatal = errors.New("fatal")
 
 // run keeps a session going until ctx is done. The first connection must
-// succeed within the connect timeout; after that, lost connections are
-// retried for ever with capped exponential backoff.
+// succeed within the connect timeout, a deadline no dial or wait outlasts,
+// and a broker that refuses it for good (credentials, vhost) ends the run at
+// once; after that, lost connections are retried for ever with capped
+// exponential backoff, going round the broker URLs.
 func (w *worker) run(ctx context.Context) error {
 	// The progress line goes on while in-flight work finishes after a stop.
 	var wg sync.WaitGroup
@@ -77,22 +81,29 @@ func (w *worker) run(ctx context.Context) error {
 	firstDeadline := time.Now().Add(w.cfg.ConnectTimeout)
 	connectedOnce := false
 	for {
-		connected, err := w.session(ctx)
+		var dialBy time.Time
+		if !connectedOnce {
+			dialBy = firstDeadline
+		}
+		connected, err := w.session(ctx, dialBy)
 		connectedOnce = connectedOnce || connected
 		if ctx.Err() != nil {
 			w.logger.Info("stopped")
 			return nil //nolint:nilerr // asked to stop: the session's error is the stop itself
 		}
-		if errors.Is(err, errFatal) {
+		if errors.Is(err, errFatal) || (!connectedOnce && rabbit.IsPermanent(err)) {
 			return err
 		}
-		if !connectedOnce && time.Now().After(firstDeadline) {
+		if !connectedOnce && !time.Now().Before(firstDeadline) {
 			return fmt.Errorf("%w (gave up after --connect-timeout %s)", err, w.cfg.ConnectTimeout)
 		}
 		if connected {
 			bo.Reset()
 		}
 		wait := bo.NextBackOff()
+		if !connectedOnce {
+			wait = min(wait, time.Until(firstDeadline))
+		}
 		w.logger.Warn("RabbitMQ session ended; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond).String())
 		select {
 		case <-ctx.Done():

@@ -21,6 +21,8 @@ type Proxy struct {
 	refuse  bool
 	wg      sync.WaitGroup
 	closing bool
+	// accepted counts the connections accepted, refused ones included.
+	accepted int
 }
 
 // Start listens on a free local port and forwards to target (host:port).
@@ -41,6 +43,14 @@ func Serve(ln net.Listener, target string) *Proxy {
 	return p
 }
 
+// Accepted reports how many connections clients made to the proxy (those
+// refused while it is down included): how many times they dialled.
+func (p *Proxy) Accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted
+}
+
 // Addr is the address clients dial instead of the target.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
@@ -51,6 +61,7 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.mu.Lock()
+		p.accepted++
 		if p.refuse || p.closing {
 			p.mu.Unlock()
 			_ = c.Close()
