@@ -57,7 +57,7 @@ url_with_db() {
 
 # url_redacted URL hides the password, for messages.
 url_redacted() {
-	sed -E 's#(://[^:/@]*:)[^@/]*@#\1xxxxx@#' <<<"$1"
+	sed -E 's#(://[^:/@]*:)[^@/]*@#\1xxxxx@#g' <<<"$1"
 }
 
 # is_local HOST: is the server on this machine (so we may start it)?
