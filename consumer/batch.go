@@ -197,7 +197,11 @@ func (b *batch) drive(ctx context.Context) error {
 		var cut []*item
 		for _, it := range calls {
 			if it.out.kind == outcomeNone {
-				cut = append(cut, it)
+				// Without an outcome: deferred (given back below), or cut
+				// off by a shutdown.
+				if ctx.Err() != nil {
+					cut = append(cut, it)
+				}
 				continue
 			}
 			b.results = append(b.results, it.out.crmResult(it.c.Email))

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
 	"time"
 
+	"github.com/custimport/custimport/libs/crm"
 	"github.com/custimport/custimport/libs/envflag"
 	"github.com/custimport/custimport/libs/logging"
 	"github.com/custimport/custimport/libs/pgstore"
@@ -47,8 +49,19 @@ type Config struct {
 	CRMToken string
 	// CRMTimeout bounds one CRM call. Default 10s.
 	CRMTimeout time.Duration
-	// CRMConcurrency bounds the CRM calls in flight. Default 32.
+	// CRMConcurrency bounds the CRM requests in flight. Default 32.
 	CRMConcurrency int
+	// CRMKind is the CRM's API: generic (default) or hubspot.
+	CRMKind string
+	// CRMBatchSize is the most customers in one CRM request; 1 sends each
+	// customer in a call of its own. Default 100.
+	CRMBatchSize int
+	// CRMRate is the CRM requests per second of all consumers together,
+	// kept in Postgres (package crmrate); 0, the default, means no limit.
+	CRMRate float64
+	// CRMBurst is the most requests in any CRMBurst/CRMRate seconds.
+	// Default: CRMRate rounded up.
+	CRMBurst int
 	// Prefetch is the most deliveries held at once. Default 512.
 	Prefetch int
 	// BatchSize is the most deliveries in one batch; Prefetch/BatchSize
@@ -116,6 +129,8 @@ func (c Config) WithDefaults() Config {
 	c.CRMURL = cmp(c.CRMURL, "http://localhost:8081")
 	c.CRMTimeout = cmp(c.CRMTimeout, 10*time.Second)
 	c.CRMConcurrency = cmp(c.CRMConcurrency, 32)
+	c.CRMKind = cmp(c.CRMKind, "generic")
+	c.CRMBatchSize = cmp(c.CRMBatchSize, defaultCRMBatchSize)
 	c.Prefetch = cmp(c.Prefetch, 512)
 	c.BatchWait = cmp(c.BatchWait, 50*time.Millisecond)
 	c.CircuitFailures = cmp(c.CircuitFailures, 10)
@@ -197,6 +212,14 @@ func (c Config) validate() error {
 		return fmt.Errorf("--batch-size %d: want 1 to --prefetch (%d)", c.BatchSize, c.Prefetch)
 	case c.CRMConcurrency < 1:
 		return fmt.Errorf("--crm-concurrency %d: want 1 or more", c.CRMConcurrency)
+	case c.CRMKind != "generic" && c.CRMKind != "hubspot":
+		return fmt.Errorf("--crm-kind %q: want %s", c.CRMKind, crm.Kinds)
+	case c.CRMBatchSize < 1 || c.CRMBatchSize > crm.DefaultMaxBatch:
+		return fmt.Errorf("--crm-batch-size %d: want 1 to %d", c.CRMBatchSize, crm.DefaultMaxBatch)
+	case c.CRMRate < 0 || math.IsNaN(c.CRMRate) || math.IsInf(c.CRMRate, 0):
+		return fmt.Errorf("--crm-rate %v: want 0 (no limit) or more requests per second", c.CRMRate)
+	case c.CRMBurst < 0:
+		return fmt.Errorf("--crm-burst %d: want 1 or more (0: the rate)", c.CRMBurst)
 	case c.CircuitFailures < 1:
 		return fmt.Errorf("--circuit-failures %d: want 1 or more", c.CircuitFailures)
 	case c.MaxAttempts < 1:
@@ -268,7 +291,13 @@ func (f *flags) bindWorker(c *Config) {
 	f.String(&c.CRMToken, "crm-token", "CRM_TOKEN", "", "CRM bearer token (prefer the environment variable)")
 	f.DefaultText("crm-token", "none")
 	f.Duration(&c.CRMTimeout, "crm-timeout", "CRM_TIMEOUT", d.CRMTimeout, "timeout of one CRM call")
-	f.Int(&c.CRMConcurrency, "crm-concurrency", "CONSUMER_CRM_CONCURRENCY", d.CRMConcurrency, "CRM calls in flight at most")
+	f.Int(&c.CRMConcurrency, "crm-concurrency", "CONSUMER_CRM_CONCURRENCY", d.CRMConcurrency, "CRM requests in flight at most")
+	f.String(&c.CRMKind, "crm-kind", "CRM_KIND", d.CRMKind, "the CRM's API: "+crm.Kinds)
+	f.Int(&c.CRMBatchSize, "crm-batch-size", "CRM_BATCH_SIZE", d.CRMBatchSize, "customers per CRM request (1: one call per customer)")
+	f.Float64(&c.CRMRate, "crm-rate", "CRM_RATE", 0, "CRM requests per second of all consumers together, shared through PostgreSQL (0: no limit)")
+	f.DefaultText("crm-rate", "no limit")
+	f.Int(&c.CRMBurst, "crm-burst", "CRM_BURST", 0, "most CRM requests in any burst/rate seconds")
+	f.DefaultText("crm-burst", "the rate")
 	f.Int(&c.Prefetch, "prefetch", "CONSUMER_PREFETCH", d.Prefetch, "deliveries held at once")
 	f.Int(&c.BatchSize, "batch-size", "CONSUMER_BATCH_SIZE", 0, "deliveries per batch (one insert, one lease, one write of CRM results); prefetch/batch-size batches run side by side")
 	f.DefaultText("batch-size", "256, or --prefetch if smaller")

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptrace"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -17,11 +17,17 @@ import (
 	"github.com/custimport/custimport/libs/pgstore"
 )
 
-// callCRM calls the CRM for every leased customer, at most CRMConcurrency at
-// once, through the circuit breaker, and records each outcome. It returns the
-// items it did not call: the circuit was open (or probing), the CRM asked to
-// slow down, or the leases taken at leasedAt would not outlast the call.
-// Items cut off by ctx are left without an outcome.
+// defaultCRMBatchSize is Config.CRMBatchSize by default: see the README's
+// performance section for the measurements behind it.
+const defaultCRMBatchSize = 100
+
+// callCRM calls the CRM for every leased customer, CRMBatchSize customers per
+// request and at most CRMConcurrency requests at once, through the circuit
+// breaker, and records each customer's outcome. It returns the items it did
+// not call: the circuit was open (or probing), the CRM asked to slow down,
+// or the leases taken at leasedAt would not outlast the call (waiting for a
+// slot, a turn of the shared rate or out a 429 can eat a lease). Items cut
+// off by ctx are left without an outcome.
 func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]pgstore.Claim, leasedAt time.Time) []*item {
 	var (
 		wg       sync.WaitGroup
@@ -32,12 +38,14 @@ func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]p
 	// the slack between them, at most a second (--lease > --crm-timeout).
 	margin := min(time.Second, (w.cfg.Lease-w.cfg.CRMTimeout)/10)
 	callBy := w.cfg.Lease - w.cfg.CRMTimeout - margin
-	deferItem := func(it *item) {
+	// No request starts later, not even one a 413 split off.
+	sendCtx := crm.WithSendBy(ctx, leasedAt.Add(callBy))
+	deferItems := func(its ...*item) {
 		mu.Lock()
-		deferred = append(deferred, it)
+		deferred = append(deferred, its...)
 		mu.Unlock()
 	}
-	for _, it := range calls {
+	for group := range slices.Chunk(calls, w.cfg.CRMBatchSize) {
 		select {
 		case w.crmSlots <- struct{}{}:
 		case <-ctx.Done():
@@ -47,25 +55,31 @@ func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]p
 		}
 		wg.Go(func() {
 			defer func() { <-w.crmSlots }()
-			// Waiting for a slot or out a Retry-After may have eaten the
-			// lease: call only while it outlasts the call, so that nobody
-			// else can have taken it meanwhile.
-			if err := w.gate.wait(ctx); err != nil || ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return
 			}
 			if time.Since(leasedAt) > callBy {
-				deferItem(it)
+				deferItems(group...)
 				return
 			}
-			cl := claims[it.c.Email]
-			res, err := w.breaker.Execute(func() (crm.Result, error) { return w.createCustomer(ctx, cl.Customer, &it.called) })
+			answers, err := w.breaker.Execute(func() ([]crm.Answer, error) { return w.createCustomers(sendCtx, group, claims) })
 			switch {
 			case ctx.Err() != nil:
-				// cut off: no outcome; the batch keeps or releases the lease
-			case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests), isRateLimited(err):
-				deferItem(it)
+				// cut off: no outcome; the batch keeps or releases the leases
+			case notCalled(err):
+				deferItems(group...)
+			case err != nil:
+				for _, it := range group {
+					it.out = classify(crm.Result{}, err, claims[it.c.Email].Attempts, w.cfg.MaxAttempts)
+				}
 			default:
-				it.out = classify(res, err, cl.Attempts, w.cfg.MaxAttempts)
+				for i, it := range group {
+					if notCalled(answers[i].Err) {
+						deferItems(it)
+						continue
+					}
+					it.out = classify(answers[i].Result, answers[i].Err, claims[it.c.Email].Attempts, w.cfg.MaxAttempts)
+				}
 			}
 		})
 	}
@@ -73,24 +87,48 @@ func (w *worker) callCRM(ctx context.Context, calls []*item, claims map[string]p
 	return deferred
 }
 
-// createCustomer makes one CRM call, and sets called once its request is
-// written; a Retry-After in the answer closes the gate every call of the
-// process waits on (callCRM), not only this one.
+// notCalled reports a request the CRM did not take up: the circuit kept it
+// back, the shared rate had no turn for it in time, or the CRM said 429.
+// Its customers give back lease and attempt and are called again.
+func notCalled(err error) bool {
+	return errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) ||
+		errors.Is(err, crm.ErrNotSent) || isRateLimited(err)
+}
+
+// createCustomers sends one CRM request for group, and marks its items
+// called once the request is written. The shared rate is waited on, and
+// told of a 429, inside the CRM client (crm.Config.Limiter).
 //
-// It sends the customer as stored (its first insert), not the delivery's
+// It sends each customer as stored (its first insert), not the delivery's
 // copy, so that Postgres and the CRM hold the same data whichever row of an
 // export drives the creation.
-func (w *worker) createCustomer(ctx context.Context, c customer.Customer, called *atomic.Bool) (crm.Result, error) {
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { called.Store(true) }})
-	started := time.Now()
-	res, err := w.crm.CreateCustomer(ctx, customer.IdempotencyKey(c.Email), crm.Customer{
-		Email: c.Email, Name: c.Name, FirstName: c.FirstName, LastName: c.LastName, Phone: c.Phone, Attributes: c.Attributes,
-	})
-	w.metrics.crmCall(res, err, time.Since(started))
-	if d, ok := crm.RetryAfter(err); ok {
-		w.gate.close(d)
+func (w *worker) createCustomers(ctx context.Context, group []*item, claims map[string]pgstore.Claim) ([]crm.Answer, error) {
+	reqs := make([]crm.Request, len(group))
+	for i, it := range group {
+		c := claims[it.c.Email].Customer
+		reqs[i] = crm.Request{Key: customer.IdempotencyKey(c.Email), Customer: crm.Customer{
+			Email: c.Email, Name: c.Name, FirstName: c.FirstName, LastName: c.LastName, Phone: c.Phone, Attributes: c.Attributes,
+		}}
 	}
-	return res, err
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() {
+		for _, it := range group {
+			it.called.Store(true)
+		}
+	}})
+	started := time.Now()
+	answers, err := w.crm.Create(ctx, reqs)
+	took := time.Since(started)
+	for i := range group {
+		switch {
+		case errors.Is(err, crm.ErrNotSent):
+			// Not a call: the shared rate kept it back.
+		case err != nil:
+			w.metrics.crmCall(crm.Result{}, err, took)
+		default:
+			w.metrics.crmCall(answers[i].Result, answers[i].Err, took)
+		}
+	}
+	return answers, err
 }
 
 // waitCircuit holds the batch while the CRM circuit is open. The breaker
@@ -107,44 +145,12 @@ func (w *worker) waitCircuit(ctx context.Context) error {
 	return nil
 }
 
-// gate holds every CRM call of the process while the CRM has asked us to
-// slow down (429 with Retry-After), not only the call that was told.
-type gate struct {
-	mu    sync.Mutex
-	until time.Time
-}
-
-func (g *gate) close(d time.Duration) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if t := time.Now().Add(d); t.After(g.until) {
-		g.until = t
-	}
-}
-
-func (g *gate) wait(ctx context.Context) error {
-	g.mu.Lock()
-	d := time.Until(g.until)
-	g.mu.Unlock()
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
 // newBreaker opens the CRM circuit after CircuitFailures transient failures in
 // a row: calls stop, deliveries wait in the queue, and no attempt is burned.
 // After CircuitOpen one call probes; its success closes the circuit. A
 // permanent refusal or a 429 is the CRM answering, not failing.
-func newBreaker(cfg Config, logger *slog.Logger) *gobreaker.CircuitBreaker[crm.Result] {
-	return gobreaker.NewCircuitBreaker[crm.Result](gobreaker.Settings{
+func newBreaker(cfg Config, logger *slog.Logger) *gobreaker.CircuitBreaker[[]crm.Answer] {
+	return gobreaker.NewCircuitBreaker[[]crm.Answer](gobreaker.Settings{
 		Name:        "crm",
 		MaxRequests: 1,
 		Timeout:     cfg.CircuitOpen,
@@ -153,7 +159,9 @@ func newBreaker(cfg Config, logger *slog.Logger) *gobreaker.CircuitBreaker[crm.R
 			return err == nil || (crm.IsPermanent(err) && !isAuthError(err)) || isRateLimited(err)
 		},
 		IsExcluded: func(err error) bool {
-			return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+			// Not the CRM's doing: our shutdown, or a request the shared
+			// rate kept back.
+			return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, crm.ErrNotSent)
 		},
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			switch to {

@@ -18,7 +18,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/custimport/custimport/libs/crm"
 	"github.com/custimport/custimport/libs/crm/crmmock"
 	"github.com/custimport/custimport/libs/customer"
 	"github.com/custimport/custimport/libs/pgstore"
@@ -49,7 +48,7 @@ func (b *testBundle) startWorker(t *testing.T, name string, crashAt func(ctx con
 	require.NoError(t, err)
 	store, err := pgstore.Open(t.Context(), cfg.store())
 	require.NoError(t, err)
-	client, err := crm.New(crm.Config{BaseURL: cfg.CRMURL, Timeout: cfg.CRMTimeout}, nil)
+	client, err := openCRM(t.Context(), cfg, store)
 	require.NoError(t, err)
 	w := newWorker(cfg, slog.New(slog.NewTextHandler(&b.logs, nil)), store, client)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -195,27 +194,39 @@ func TestCRMOutageOpensCircuitInsteadOfBurningAttempts(t *testing.T) {
 // that the 429s come whatever the machine's speed.
 func TestRateLimitSlowsWithoutBurningAttempts(t *testing.T) {
 	t.Parallel()
-	b := setup(t, crmmock.DefaultConfig())
-	var requests, limited atomic.Int64
-	limiter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if requests.Add(1)%50 == 0 {
-			limited.Add(1)
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusTooManyRequests)
-			return
-		}
-		b.crm.ServeHTTP(w, r)
-	}))
-	t.Cleanup(limiter.Close)
-	b.env["CRM_URL"] = limiter.URL
-	b.publishN(t, 300)
-	b.startWorker(t, "w1", nil)
+	for _, tc := range []struct {
+		batch string
+		every int64
+	}{
+		{batch: "1", every: 50},
+		{batch: "10", every: 5},
+	} {
+		t.Run("batches of "+tc.batch, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, crmmock.DefaultConfig())
+			var requests, limited atomic.Int64
+			limiter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if requests.Add(1)%tc.every == 0 {
+					limited.Add(1)
+					w.Header().Set("Retry-After", "1")
+					w.WriteHeader(http.StatusTooManyRequests)
+					return
+				}
+				b.crm.ServeHTTP(w, r)
+			}))
+			t.Cleanup(limiter.Close)
+			b.env["CRM_URL"] = limiter.URL
+			b.env["CRM_BATCH_SIZE"] = tc.batch
+			b.publishN(t, 300)
+			b.startWorker(t, "w1", nil)
 
-	b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 300, pgstore.StatePending: 0})
-	require.Equal(t, 300, b.crm.Stats().Created)
-	require.GreaterOrEqual(t, limited.Load(), int64(6), "every 50th request was answered 429")
-	require.Equal(t, 1, b.maxAttempts(t), "a 429 burns no attempt")
-	require.Empty(t, b.deadLetters(t))
+			b.waitCounts(t, map[pgstore.State]int64{pgstore.StateSynced: 300, pgstore.StatePending: 0})
+			require.Equal(t, 300, b.crm.Stats().Created)
+			require.Positive(t, limited.Load(), "every %dth request was answered 429", tc.every)
+			require.Equal(t, 1, b.maxAttempts(t), "a 429 burns no attempt")
+			require.Empty(t, b.deadLetters(t))
+		})
+	}
 }
 
 func TestReplayBringsDeadLettersBackAfterAFix(t *testing.T) {
@@ -344,6 +355,7 @@ func TestForcedShutdownKeepsAttemptsOnlyOfCallsMade(t *testing.T) {
 	b.env["CONSUMER_CRM_CONCURRENCY"] = "4"
 	b.env["CONSUMER_MAX_ATTEMPTS"] = "2"
 	b.env["CONSUMER_CIRCUIT_FAILURES"] = "1000"
+	b.env["CRM_BATCH_SIZE"] = "1" // the key travels in the header, where the CRM above sees it
 	b.publishN(t, 100)
 
 	for round := range 3 {

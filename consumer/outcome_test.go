@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -54,10 +55,11 @@ func TestBreakerCountsOnlyFailures(t *testing.T) {
 		{&crm.StatusError{Status: 422}, false},
 		{&crm.StatusError{Status: 429}, false},
 		{context.Canceled, false},
+		{fmt.Errorf("create customers: %w: no turn before the lease ends", crm.ErrNotSent), false},
 	} {
 		b := newBreaker(cfg, discardLogger())
 		for range 3 {
-			_, _ = b.Execute(func() (crm.Result, error) { return crm.Result{}, tc.err })
+			_, _ = b.Execute(func() ([]crm.Answer, error) { return nil, tc.err })
 		}
 		require.Equal(t, tc.opens, b.State().String() == "open", "%v", tc.err)
 	}

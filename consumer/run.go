@@ -10,6 +10,7 @@ import (
 
 	"github.com/custimport/custimport/libs/buildinfo"
 	"github.com/custimport/custimport/libs/crm"
+	"github.com/custimport/custimport/libs/crmrate"
 	"github.com/custimport/custimport/libs/logging"
 	"github.com/custimport/custimport/libs/pgstore"
 )
@@ -75,9 +76,9 @@ func consume(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	defer store.Close()
 
-	client, err := crm.New(crm.Config{BaseURL: cfg.CRMURL, Token: cfg.CRMToken, Timeout: cfg.CRMTimeout}, nil)
+	client, err := openCRM(ctx, cfg, store)
 	if err != nil {
-		return fmt.Errorf("--crm-url: %w", err)
+		return err
 	}
 	w := newWorker(cfg, logger, store, client)
 	if cfg.HTTPAddr != httpOff {
@@ -121,6 +122,20 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	logger.Info("migrations applied", "database", pgstore.Redact(s.DatabaseURL), "applied", applied)
 	_, err = fmt.Fprintf(stdout, "applied %d migration(s)\n", len(applied))
 	return err
+}
+
+// openCRM returns the CRM adapter cfg names, pacing its requests by the
+// rate every consumer shares through store.
+func openCRM(ctx context.Context, cfg Config, store *pgstore.Store) (crm.CRM, error) {
+	limiter, err := crmrate.New(ctx, store.Pool(), crmrate.Config{Rate: cfg.CRMRate, Burst: cfg.CRMBurst})
+	if err != nil {
+		return nil, err
+	}
+	client, err := crm.Open(cfg.CRMKind, crm.Config{BaseURL: cfg.CRMURL, Token: cfg.CRMToken, Timeout: cfg.CRMTimeout, Limiter: limiter})
+	if err != nil {
+		return nil, fmt.Errorf("--crm-url: %w", err)
+	}
+	return client, nil
 }
 
 // openStore connects to Postgres, retrying until the connect timeout: in

@@ -69,23 +69,3 @@ func TestCollectEndsOnStopAndClose(t *testing.T) {
 		require.Len(t, b, 1, "what came before the close is kept")
 	})
 }
-
-// A Retry-After closes the gate for every call until it passes.
-func TestGateHoldsEveryCallerUntilRetryAfter(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		var g gate
-		start := time.Now()
-		require.NoError(t, g.wait(t.Context()), "an open gate does not wait")
-		require.Zero(t, time.Since(start))
-		g.close(2 * time.Second)
-		g.close(time.Second) // a shorter one does not shorten it
-		require.NoError(t, g.wait(t.Context()))
-		require.Equal(t, 2*time.Second, time.Since(start))
-
-		g.close(time.Minute)
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-		defer cancel()
-		require.ErrorIs(t, g.wait(ctx), context.DeadlineExceeded)
-	})
-}

@@ -28,18 +28,17 @@ import (
 //
 // The rooms: session.go (a connection's life), runners.go (batches side by
 // side, acked in order), batch.go (a batch's steps), crmcall.go (the call,
-// the circuit, the 429 gate), outcome.go (what a delivery comes to),
+// the circuit), outcome.go (what a delivery comes to),
 // deadletter.go (the messages a given-up or retried delivery becomes).
 type worker struct {
 	cfg    Config
 	logger *slog.Logger
 	store  *pgstore.Store
-	crm    *crm.Client
+	crm    crm.CRM
 	top    rabbit.Topology
 	// dialer goes round the broker URLs; made by the first dial.
 	dialer  *rabbit.Dialer
-	gate    *gate
-	breaker *gobreaker.CircuitBreaker[crm.Result]
+	breaker *gobreaker.CircuitBreaker[[]crm.Answer]
 	// crashAt, set only by fault-injection tests, may stop a batch dead at
 	// a named point by returning an error.
 	crashAt func(point string) error
@@ -49,9 +48,9 @@ type worker struct {
 	metrics *metrics
 }
 
-func newWorker(cfg Config, logger *slog.Logger, store *pgstore.Store, client *crm.Client) *worker {
+func newWorker(cfg Config, logger *slog.Logger, store *pgstore.Store, client crm.CRM) *worker {
 	w := &worker{
-		cfg: cfg, logger: logger, store: store, crm: client, top: cfg.topology(), gate: &gate{},
+		cfg: cfg, logger: logger, store: store, crm: client, top: cfg.topology(),
 		metrics: newMetrics(), crmSlots: make(chan struct{}, cfg.CRMConcurrency),
 	}
 	w.breaker = newBreaker(cfg, logger)
