@@ -140,11 +140,18 @@ func TestDryRunPublishesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.env["AMQP_URL"] = "amqp://guest:guest@127.0.0.1:1/" // never dialled
-	s, logs, err := b.run(t.Context(), t, "--file", "testdata/excel_export.csv", "--dry-run")
-	require.NoError(t, err, logs)
-	require.True(t, s.DryRun)
-	require.Equal(t, int64(5), s.Published)
-	require.Equal(t, int64(2), s.Rejected)
+	var stdout, stderr testenv.Buffer
+	err := run(t.Context(), []string{"--file", "testdata/excel_export.csv", "--dry-run"}, func(k string) string { return b.env[k] }, &stdout, &stderr)
+	require.NoError(t, err, stderr.String())
+	var s map[string]any
+	require.NoError(t, json.Unmarshal([]byte(stdout.String()), &s))
+	require.Equal(t, true, s["dry_run"])
+	require.InDelta(t, 5, s["valid"], 0)
+	require.InDelta(t, 2, s["rejected"], 0)
+	require.NotContains(t, s, "published", "a dry run publishes nothing: %s", stdout.String())
+	require.NotContains(t, s, "checkpoint_file", "a dry run writes no checkpoint")
+	require.FileExists(t, s["rejects_file"].(string))
+	require.NoFileExists(t, filepath.Join(b.dir, "excel_export.csv.checkpoint"))
 }
 
 func TestUnreachableBrokerIsAClearError(t *testing.T) {

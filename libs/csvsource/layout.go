@@ -43,8 +43,14 @@ const (
 type Layout struct {
 	Delimiter         rune
 	DelimiterDetected bool // picked from the first non-blank line, not configured
-	HasHeader         bool
-	HeaderDetected    bool // decided by Header "auto", not declared
+	// DelimiterAmbiguous: detected, and another of the candidates occurs
+	// on that line too.
+	DelimiterAmbiguous bool
+	HasHeader          bool
+	HeaderDetected     bool // decided by Header "auto", not declared
+	// HeaderAmbiguous: decided "no header" by Header "auto" from a first
+	// record with neither a known column name nor an email in it.
+	HeaderAmbiguous bool
 	// Columns names each column by position: a canonical column (email,
 	// name, first_name, last_name, phone) or an attribute name. Columns of a
 	// record beyond these are attributes named colN.
@@ -61,10 +67,14 @@ type Layout struct {
 	LineEnd string
 }
 
-// Guessed reports whether anything in the layout was detected or guessed
-// rather than declared.
+// Guessed reports whether anything in the layout is a guess, so that a
+// caller warns: the columns guessed from a first record, or a detection that
+// could have gone another way. A detection the file leaves no doubt about
+// is not a guess: one delimiter candidate on the first line; a header with
+// a known column name and no email in it; a first record with an email in
+// it, which is data.
 func (l Layout) Guessed() bool {
-	return l.DelimiterDetected || l.HeaderDetected || l.ColumnsFrom == ColumnsFromGuess
+	return l.DelimiterAmbiguous || l.HeaderAmbiguous || l.ColumnsFrom == ColumnsFromGuess
 }
 
 // String describes the layout in one line, for example
@@ -72,7 +82,10 @@ func (l Layout) Guessed() bool {
 func (l Layout) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "delimiter %q", l.Delimiter)
-	if l.DelimiterDetected {
+	switch {
+	case l.DelimiterAmbiguous:
+		b.WriteString(" (detected; other delimiters occur on the first line too)")
+	case l.DelimiterDetected:
 		b.WriteString(" (detected)")
 	}
 	if l.HasHeader {
@@ -80,7 +93,10 @@ func (l Layout) String() string {
 	} else {
 		b.WriteString(", no header")
 	}
-	if l.HeaderDetected {
+	switch {
+	case l.HeaderAmbiguous:
+		b.WriteString(" (detected; the first record has no known column name and no email)")
+	case l.HeaderDetected:
 		b.WriteString(" (detected)")
 	}
 	b.WriteString(", columns ")

@@ -174,7 +174,7 @@ func NewReader(src io.Reader, cfg Config) (*Reader, error) {
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
 			return nil, fmt.Errorf("read first line: %w", err)
 		}
-		r.split.delim = detectDelimiter(b)
+		r.split.delim, r.layout.DelimiterAmbiguous = detectDelimiter(b)
 		r.layout.Delimiter = rune(r.split.delim)
 		r.layout.DelimiterDetected = true
 	}
@@ -254,6 +254,8 @@ func (r *Reader) readLayout(cfg Config) error {
 			header = first.rec.Fields
 		} else {
 			r.pending = first
+			// Data for sure only when it holds an email.
+			r.layout.HeaderAmbiguous = first != nil && (first.cause != nil || !slices.ContainsFunc(first.rec.Fields, func(f string) bool { return strings.Contains(f, "@") }))
 		}
 	default: // HeaderNo
 		r.pending = first
@@ -576,7 +578,8 @@ func (r *Reader) columnName(i int) string {
 // detectDelimiter picks the most frequent of ',' ';' and tab outside quotes
 // on the first non-blank line of b (the first record, when a quoted field
 // spans lines), preferring them in that order on a tie; ',' when none occurs.
-func detectDelimiter(b []byte) byte {
+// ambiguous reports that more than one of them occurs there.
+func detectDelimiter(b []byte) (delim byte, ambiguous bool) {
 	candidates := []byte{',', ';', '\t'}
 	var counts [3]int
 	inQuotes, blank := false, true
@@ -602,11 +605,14 @@ func detectDelimiter(b []byte) byte {
 			counts[i]++
 		}
 	}
-	best := 0
+	best, seen := 0, 0
 	for i := range counts {
 		if counts[i] > counts[best] {
 			best = i
 		}
+		if counts[i] > 0 {
+			seen++
+		}
 	}
-	return candidates[best]
+	return candidates[best], seen > 1
 }

@@ -499,6 +499,29 @@ func TestLayoutString(t *testing.T) {
 	require.False(t, r.Layout().Guessed())
 }
 
+// A layout warns only where it guessed: not for a header with known names
+// and one delimiter, nor with --columns over a first record with an email.
+func TestLayoutGuessed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		input   string
+		cfg     Config
+		guessed bool
+	}{
+		{"id,first_name,last_name,email,phone,company\n1,Ann,Lee,a@x.com,,\n", Config{}, false},
+		{"Ann,a@x.com\n", Config{Columns: []string{"name", "email"}}, false},
+		{"Ann,a@x.com\n", Config{Header: HeaderNo, Columns: []string{"name", "email"}}, false},
+		{"name,email\nAnn,a@x.com\n", Config{Header: HeaderYes}, false},
+		{"Ann,a@x.com\n", Config{}, true},                                                // columns guessed
+		{"name;email;notes,more\nAnn;a@x.com;n\n", Config{Header: HeaderYes}, true},      // ';' or ','?
+		{"Col A,Col B\nAnn,a@x.com\n", Config{Columns: []string{"name", "email"}}, true}, // a header of unknown names, or data?
+	} {
+		r, err := NewReader(strings.NewReader(tc.input), tc.cfg)
+		require.NoError(t, err, tc.input)
+		require.Equal(t, tc.guessed, r.Layout().Guessed(), "%q %+v: %s", tc.input, tc.cfg, r.Layout())
+	}
+}
+
 func TestDetectDelimiter(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -517,7 +540,9 @@ func TestDetectDelimiter(t *testing.T) {
 		{"a;b\nc,d,e,f\n", ';'},
 	}
 	for _, tc := range cases {
-		require.Equal(t, string(tc.want), string(detectDelimiter([]byte(tc.input))), "%q", tc.input)
+		got, ambiguous := detectDelimiter([]byte(tc.input))
+		require.Equal(t, string(tc.want), string(got), "%q", tc.input)
+		require.Equal(t, tc.input == "a;b,c\n", ambiguous, "%q", tc.input)
 	}
 }
 

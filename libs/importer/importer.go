@@ -11,6 +11,7 @@ package importer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -149,12 +150,16 @@ func (c Config) validate() error {
 	return nil
 }
 
-// Summary is what an import did. The producer prints it as one JSON object.
+// Summary is what an import did. The producer prints it as one JSON object;
+// that of a dry run has valid instead of published, and no checkpoint_file
+// (it writes none).
 type Summary struct {
-	File        string  `json:"file"`
-	ImportID    string  `json:"import_id,omitempty"`
-	Rows        int64   `json:"rows"`
-	Published   int64   `json:"published"`
+	File      string `json:"file"`
+	ImportID  string `json:"import_id,omitempty"`
+	Rows      int64  `json:"rows"`
+	Published int64  `json:"published"`
+	// Valid is the rows a dry run found valid (and did not publish).
+	Valid       int64   `json:"valid,omitempty"`
 	Rejected    int64   `json:"rejected"`
 	ResumedFrom int64   `json:"resumed_from_row,omitempty"`
 	Bytes       int64   `json:"bytes"`
@@ -167,13 +172,29 @@ type Summary struct {
 	Error       string  `json:"error,omitempty"`
 }
 
+// MarshalJSON leaves out of a dry run's summary what it did not do.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	type plain Summary
+	if !s.DryRun {
+		return json.Marshal(plain(s))
+	}
+	s.Checkpoint = ""
+	return json.Marshal(struct {
+		plain
+		Valid      int64     `json:"valid"`
+		Published  *struct{} `json:"published,omitempty"`
+		Checkpoint *struct{} `json:"checkpoint_file,omitempty"`
+	}{plain: plain(s), Valid: s.Valid})
+}
+
 // Progress is a snapshot of a running import.
 type Progress struct {
 	// Rows read so far in this run, valid or not.
 	Rows int64
-	// Published rows, confirmed by the broker (with DryRun: rows found
-	// valid, nothing is sent).
+	// Published rows, confirmed by the broker.
 	Published int64
+	// Valid rows of a dry run (nothing is sent).
+	Valid int64
 	// Rejected rows, written to the rejects report.
 	Rejected int64
 	// Bytes of the file read in this run, of Total (the bytes left to read
@@ -208,6 +229,7 @@ type run struct {
 	started   time.Time
 	rows      atomic.Int64
 	published atomic.Int64
+	valid     atomic.Int64 // dry run only
 	bytes     atomic.Int64
 	eof       atomic.Bool
 }
@@ -304,6 +326,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	elapsed := time.Since(started)
 	sum.Rows = r.rows.Load()
 	sum.Published = r.published.Load()
+	sum.Valid = r.valid.Load()
 	sum.Rejected = rej.total()
 	sum.Bytes = r.bytes.Load() - start.Offset
 	sum.Elapsed = elapsed.Seconds()
@@ -356,7 +379,7 @@ func (r *run) progress(done bool) Progress {
 		total = -1
 	}
 	return Progress{
-		Rows: r.rows.Load(), Published: r.published.Load(), Rejected: r.rej.total(),
+		Rows: r.rows.Load(), Published: r.published.Load(), Valid: r.valid.Load(), Rejected: r.rej.total(),
 		Bytes: r.bytes.Load() - r.start.Offset, Total: total,
 		Elapsed: time.Since(r.started), DryRun: r.cfg.DryRun, Done: done,
 	}
@@ -364,8 +387,12 @@ func (r *run) progress(done bool) Progress {
 
 func (r *run) logProgress() {
 	p := r.progress(false)
+	done, count := "published", p.Published
+	if p.DryRun {
+		done, count = "valid", p.Valid
+	}
 	attrs := []any{
-		"rows", p.Rows, "published", p.Published, "rejected", p.Rejected,
+		"rows", p.Rows, done, count, "rejected", p.Rejected,
 		"bytes", r.bytes.Load(), "rows_per_second", int64(p.RowsPerSec()),
 	}
 	if r.size > 0 && p.Bytes > 0 {

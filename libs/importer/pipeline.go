@@ -53,7 +53,7 @@ func (r *run) pipeline(ctx context.Context, src *csvsource.Reader) error {
 	if cfg.DryRun {
 		g.Go(func() error {
 			for j := range jobs {
-				r.published.Add(1) // counted as publishable; nothing is sent
+				r.valid.Add(1) // nothing is sent
 				r.track.done(j.row, j.end)
 			}
 			return nil
