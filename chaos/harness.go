@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,7 +59,8 @@ type harness struct {
 	cluster       *cluster          // nil but in the cluster mode
 	pgProxy       *tcpproxy.Proxy
 	pool          *pgxpool.Pool
-	amqpConn      *amqp.Connection
+	amqpMu        sync.Mutex
+	amqpConn      *amqp.Connection // the harness's own; see broker
 	crm           *process.Process
 	crmCancel     context.CancelFunc
 
@@ -113,11 +115,11 @@ func (h *harness) setup(ctx context.Context) error {
 		return fmt.Errorf("open pool: %w", err)
 	}
 
-	h.amqpConn, err = rabbit.Dial(ctx, h.cfg.AMQPURL, "chaos harness")
+	amqpConn, err := h.broker(ctx)
 	if err != nil {
 		return err
 	}
-	ch, err := h.amqpConn.Channel()
+	ch, err := amqpConn.Channel()
 	if err != nil {
 		return fmt.Errorf("open channel: %w", err)
 	}
@@ -232,8 +234,10 @@ func (h *harness) teardown(keep bool) {
 				_ = conn.Close(ctx)
 			}
 		}
-		if h.top.Prefix != "" && h.amqpConn != nil && !h.amqpConn.IsClosed() {
-			if ch, err := h.amqpConn.Channel(); err == nil {
+		if h.top.Prefix != "" && h.amqpConn != nil {
+			if conn, err := h.broker(ctx); err != nil {
+				h.logger.Warn("delete queues", "prefix", h.top.Prefix, "err", err)
+			} else if ch, err := conn.Channel(); err == nil {
 				if err := h.top.Delete(ch); err != nil {
 					h.logger.Warn("delete queues", "prefix", h.top.Prefix, "err", err)
 				}
@@ -243,6 +247,21 @@ func (h *harness) teardown(keep bool) {
 	if h.amqpConn != nil {
 		_ = h.amqpConn.Close()
 	}
+}
+
+// broker returns the harness's own connection to RabbitMQ, dialled again
+// through the URL list when it was lost (a cluster node stopped under it).
+func (h *harness) broker(ctx context.Context) (*amqp.Connection, error) {
+	h.amqpMu.Lock()
+	defer h.amqpMu.Unlock()
+	if h.amqpConn == nil || h.amqpConn.IsClosed() {
+		conn, err := rabbit.Dial(ctx, h.cfg.AMQPURL, "chaos harness")
+		if err != nil {
+			return nil, err
+		}
+		h.amqpConn = conn
+	}
+	return h.amqpConn, nil
 }
 
 // crmPost calls mockcrm's admin API; body may be nil.

@@ -52,7 +52,11 @@ func (h *harness) snapshot(ctx context.Context) (snapshot, error) {
 	if err := rows.Err(); err != nil {
 		return s, fmt.Errorf("count customers: %w", err)
 	}
-	depths, err := rabbit.AMQPDepths(h.amqpConn, h.top.Queues())
+	conn, err := h.broker(ctx)
+	if err != nil {
+		return s, err
+	}
+	depths, err := rabbit.AMQPDepths(conn, h.top.Queues())
 	if err != nil {
 		return s, err
 	}
@@ -151,8 +155,12 @@ type deadLetter struct {
 
 // deadLetters reads the dead-letter queue without acking: closing the
 // channel puts every message back, for --keep and for a replay.
-func (h *harness) deadLetters() ([]deadLetter, error) {
-	ch, err := h.amqpConn.Channel()
+func (h *harness) deadLetters(ctx context.Context) ([]deadLetter, error) {
+	conn, err := h.broker(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open channel: %w", err)
 	}

@@ -190,7 +190,7 @@ func (h *harness) chaos(runCtx, ctx context.Context) (*observed, error) {
 		return nil, err
 	}
 	o.CRM = st
-	if o.Dead, err = h.deadLetters(); err != nil {
+	if o.Dead, err = h.deadLetters(gather); err != nil {
 		return nil, err
 	}
 	if o.MainRun.Rejects != "" {

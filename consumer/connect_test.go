@@ -15,15 +15,6 @@ import (
 	"github.com/custimport/custimport/libs/testenv"
 )
 
-// editURL returns rawURL changed by edit.
-func editURL(t *testing.T, rawURL string, edit func(u *url.URL)) string {
-	t.Helper()
-	u, err := url.Parse(rawURL)
-	require.NoError(t, err)
-	edit(u)
-	return u.String()
-}
-
 // What retrying cannot cure ends the consumer at once, with a connect
 // timeout of an hour, after one dial, saying what is wrong.
 func TestConsumerFailsAtOnceOnWhatRetryingCannotCure(t *testing.T) {
@@ -36,13 +27,13 @@ func TestConsumerFailsAtOnceOnWhatRetryingCannotCure(t *testing.T) {
 		permanent func(error) bool
 		says      string
 	}{
-		{name: "missing database", database: editURL(t, db, func(u *url.URL) { u.Path = "/no_such_db_" + testenv.Name(t) }), permanent: pgstore.IsPermanent, says: "does not exist"},
+		{name: "missing database", database: testenv.EditURL(t, db, func(u *url.URL) { u.Path = "/no_such_db_" + testenv.Name(t) }), permanent: pgstore.IsPermanent, says: "does not exist"},
 		{name: "malformed database URL", database: "postgres://u:s3cret-wrong@127.0.0.1:notaport/db", permanent: pgstore.IsPermanent, says: "malformed database URL"},
 		{name: "RabbitMQ refuses the password", amqp: func(proxy string) string {
-			return editURL(t, testenv.AMQPURL(t), func(u *url.URL) { u.Host, u.User = proxy, url.UserPassword("guest", "s3cret-wrong") })
+			return testenv.EditURL(t, testenv.AMQPURL(t), func(u *url.URL) { u.Host, u.User = proxy, url.UserPassword("guest", "s3cret-wrong") })
 		}, permanent: rabbit.IsPermanent, says: "user name or password"},
 		{name: "missing vhost", amqp: func(proxy string) string {
-			return editURL(t, testenv.AMQPURL(t), func(u *url.URL) { u.Host, u.Path = proxy, "/no-such-vhost" })
+			return testenv.EditURL(t, testenv.AMQPURL(t), func(u *url.URL) { u.Host, u.Path = proxy, "/no-such-vhost" })
 		}, permanent: rabbit.IsPermanent, says: "virtual host does not exist"},
 	}
 	for _, tt := range tests {

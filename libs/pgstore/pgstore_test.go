@@ -43,10 +43,7 @@ func TestMigrateTwiceIsNoop(t *testing.T) {
 // withURL returns the test server's URL changed by edit.
 func withURL(t *testing.T, edit func(u *url.URL)) string {
 	t.Helper()
-	u, err := url.Parse(testenv.DatabaseURL(t))
-	require.NoError(t, err)
-	edit(u)
-	return u.String()
+	return testenv.EditURL(t, testenv.DatabaseURL(t), edit)
 }
 
 func TestOpenPermanentErrors(t *testing.T) {

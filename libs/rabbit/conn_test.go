@@ -16,10 +16,7 @@ import (
 // withURL returns the test broker's URL changed by edit.
 func withURL(t *testing.T, edit func(u *url.URL)) string {
 	t.Helper()
-	u, err := url.Parse(testenv.AMQPURL(t))
-	require.NoError(t, err)
-	edit(u)
-	return u.String()
+	return testenv.EditURL(t, testenv.AMQPURL(t), edit)
 }
 
 // closedPort returns the URL of a local port nothing listens on.

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -71,4 +72,16 @@ func deleteTopology(t testing.TB, list string, top rabbit.Topology) {
 	if err := top.Delete(ch); err != nil {
 		t.Logf("delete topology %s: %v", top.Prefix, err)
 	}
+}
+
+// EditURL returns rawURL changed by edit: a service's URL with another
+// host, user, password or path, for tests of what a client does with it.
+func EditURL(t testing.TB, rawURL string, edit func(u *url.URL)) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatalf("parse %s: %v", rabbit.Redact(rawURL), err)
+	}
+	edit(u)
+	return u.String()
 }
