@@ -11,7 +11,9 @@
 #
 # Node i listens on 127.0.0.1 only: AMQP 568i, management 1568i, Erlang
 # distribution 2568i. Its config, data, logs and pid file live under
-# volumes/cluster/custimport-i/, owned by the user the broker runs as. The
+# volumes/cluster/custimport-i/ (or /var/tmp/custimport-cluster/ when the
+# broker's user cannot enter this checkout, a clone in a private folder),
+# owned by the user the broker runs as. The
 # nodes use the Erlang cookie of that user, the one the default node uses, so
 # one rabbitmqctl reaches them all. The default node (rabbit@..., port 5672)
 # is never touched. Needs root (or sudo) to run the nodes as that user.
@@ -23,24 +25,37 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 NODES=(1 2 3)
 BROKER_USER=${RABBITMQ_USER:-rabbitmq}
-BASE=$PWD/volumes/cluster
+BASE=
 SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
 CTL=/usr/lib/rabbitmq/bin/rabbitmqctl
 HOST=$(hostname -s)
 
+# as_broker runs a command as the broker's user, from its home: Erlang
+# looks for modules in the working folder first, and hangs on one that user
+# cannot read (a clone in a private folder).
 as_broker() {
 	local home
 	home=$(getent passwd "$BROKER_USER" | cut -d: -f6)
-	if [[ $(id -un) == "$BROKER_USER" ]]; then
-		env HOME="$home" "$@"
-	elif ((EUID == 0)); then
-		runuser -u "$BROKER_USER" -- env HOME="$home" "$@"
-	elif command -v sudo >/dev/null; then
-		sudo -n -u "$BROKER_USER" env HOME="$home" "$@"
-	else
-		die "run as root (or with sudo): the nodes run as $BROKER_USER"
-	fi
+	(
+		cd "${home:-/}"
+		if [[ $(id -un) == "$BROKER_USER" ]]; then
+			env HOME="$home" "$@"
+		elif ((EUID == 0)); then
+			runuser -u "$BROKER_USER" -- env HOME="$home" "$@"
+		elif command -v sudo >/dev/null; then
+			sudo -n -u "$BROKER_USER" env HOME="$home" "$@"
+		else
+			die "run as root (or with sudo): the nodes run as $BROKER_USER"
+		fi
+	)
 }
+
+# The nodes' folder: in the checkout where the broker's user can reach it.
+if as_broker test -x "$PWD/volumes" 2>/dev/null; then
+	BASE=$PWD/volumes/cluster
+else
+	BASE=/var/tmp/custimport-cluster
+fi
 
 as_root() {
 	if ((EUID == 0)); then
@@ -205,7 +220,7 @@ down() {
 		fi
 	done
 	as_root rm -rf "$BASE"
-	say "cluster stopped, volumes/cluster removed"
+	say "cluster stopped, $BASE removed"
 }
 
 status() {
