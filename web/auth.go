@@ -82,26 +82,36 @@ func (a auth) pages(next http.Handler) http.Handler {
 
 // login is POST /login: the token typed in the form starts a session.
 func (s *server) login(w http.ResponseWriter, r *http.Request) {
-	next := r.PostFormValue("next")
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
-		next = "/"
-	}
+	next := localPath(r.PostFormValue("next"))
 	if s.auth.enabled() && !s.auth.tokenMatches(r.PostFormValue("token")) {
 		w.WriteHeader(http.StatusUnauthorized)
 		s.page.render(w, r, "login", map[string]any{"Next": next, "Error": "That is not the service's API token (WEB_API_TOKEN)."})
 		return
 	}
 	if s.auth.enabled() {
-		http.SetCookie(w, &http.Cookie{
+		// Secure only over TLS: on plain HTTP (loopback, a private network)
+		// a Secure cookie would never be sent back.
+		http.SetCookie(w, &http.Cookie{ //nolint:gosec // Secure when the request came over TLS
 			Name: sessionCookie, Value: s.auth.session(), Path: "/",
 			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 		})
 	}
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	http.Redirect(w, r, next, http.StatusSeeOther) //nolint:gosec // localPath keeps it on this site
 }
 
 // logout is POST /logout: the session cookie is dropped.
 func (s *server) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil}) //nolint:gosec // as at login
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// localPath keeps a redirect target on this site: a path, never a URL or a
+// scheme-relative //host, else "/".
+func localPath(next string) string {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(next, "/") ||
+		strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/"
+	}
+	return next
 }

@@ -113,7 +113,7 @@ func (s *server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 // replayDeadLetters is POST /api/v1/dead-letters/replay with reason and
 // limit as JSON, form or query fields: what `consumer replay` does.
 func (s *server) replayDeadLetters(w http.ResponseWriter, r *http.Request) {
-	opts, err := replayOptionsFrom(r)
+	opts, err := replayOptionsFrom(w, r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -127,7 +127,8 @@ func (s *server) replayDeadLetters(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-func replayOptionsFrom(r *http.Request) (deadletter.ReplayOptions, error) {
+func replayOptionsFrom(w http.ResponseWriter, r *http.Request) (deadletter.ReplayOptions, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	fields := map[string]string{}
 	for k, v := range r.URL.Query() {
 		fields[k] = v[0]
@@ -149,7 +150,7 @@ func replayOptionsFrom(r *http.Request) (deadletter.ReplayOptions, error) {
 			fields["limit"] = strconv.Itoa(*body.Limit)
 		}
 	case "application/x-www-form-urlencoded", "multipart/form-data":
-		if err := r.ParseMultipartForm(64 << 10); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		if err := r.ParseMultipartForm(64 << 10); err != nil && !errors.Is(err, http.ErrNotMultipart) { //nolint:gosec // the body is bounded above (MaxBytesReader)
 			return deadletter.ReplayOptions{}, fmt.Errorf("read the form: %w", err)
 		}
 		for _, k := range []string{"reason", "limit"} {

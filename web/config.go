@@ -74,8 +74,6 @@ type Config struct {
 	Version bool
 }
 
-const defaultMaxUpload = 10 << 30
-
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var c Config
 	var maxUpload string
@@ -165,8 +163,15 @@ func parseSize(s string) (int64, error) {
 		suffix string
 		mult   int64
 	}{
-		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+		{"KiB", 1 << 10},
+		{"MiB", 1 << 20},
+		{"GiB", 1 << 30},
+		{"TiB", 1 << 40},
+		{"KB", 1e3},
+		{"MB", 1e6},
+		{"GB", 1e9},
+		{"TB", 1e12},
+		{"B", 1},
 	}
 	mult := int64(1)
 	for _, u := range units {

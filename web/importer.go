@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -53,7 +54,7 @@ func runImporter(cfg Config, logger *slog.Logger) importFunc {
 			}
 		}
 		if err != nil && !started {
-			err = classifyEarly(err)
+			err = classifyEarly(err, job)
 		}
 		return final, err
 	}
@@ -69,39 +70,33 @@ func offset(size, left int64) int64 {
 }
 
 // resumedCounts returns how a run's counts become the import's: as they are
-// for a first run; after a takeover, added to those recorded before, less
-// the rows between the checkpoint and what was recorded, which the run reads
-// again (counted as published: most rows are).
+// for a first run. A run resumed from a checkpoint at row n starts from n
+// rows done (published or rejected, n in all, the rejected as recorded
+// before) and reads the rows after it again.
 func resumedCounts(job importJob) func(rows, published, rejected, bytes int64) progress {
-	var from int64
+	var from, baseRej int64
 	if job.Resume {
 		if cp, ok, err := importer.LoadCheckpoint(job.Checkpoint); err == nil && ok {
 			from = cp.Row
 		}
+		baseRej = min(job.Recorded.Rejected, from)
 	}
-	rec := job.Recorded
-	again := max(0, rec.Rows-from)
-	basePub, baseRej := max(0, rec.Published-again), rec.Rejected
-	if !job.Resume {
-		basePub, baseRej = 0, 0
-	}
+	basePub := from - baseRej
 	return func(rows, published, rejected, bytes int64) progress {
-		p := progress{Rows: from + rows, Published: basePub + published, Rejected: baseRej + rejected, BytesRead: bytes}
-		p.Published = min(p.Published, p.Rows)
-		p.Rejected = min(p.Rejected, p.Rows-p.Published)
-		return p
+		return progress{Rows: from + rows, Published: basePub + published, Rejected: baseRej + rejected, BytesRead: bytes}
 	}
 }
 
 // classifyEarly tells why an import ended before publishing anything: the
 // file (errNotImportable: 422), the broker (errBrokerDown: 503), or
 // anything else (500).
-func classifyEarly(err error) error {
+func classifyEarly(err error, job importJob) error {
 	_, amqpErr := errors.AsType[*amqp.Error](err)
 	_, netErr := errors.AsType[*net.OpError](err)
 	switch {
 	case errors.Is(err, csvsource.ErrNoEmailColumn), errors.Is(err, csvsource.ErrRecordTooLong), errors.Is(err, csvsource.ErrInvalidUTF8):
-		return fmt.Errorf("%w: %w", errNotImportable, err)
+		// The client knows the file by its name, not by the upload folder's path.
+		return fmt.Errorf("%w: %s", errNotImportable, strings.ReplaceAll(err.Error(), job.File, job.FileName))
 	case amqpErr, netErr:
 		return fmt.Errorf("%w: %w", errBrokerDown, err)
 	}

@@ -37,7 +37,16 @@ type page struct {
 
 func newPage(logger *slog.Logger, a auth) (*page, error) {
 	funcs := template.FuncMap{
-		"num":   func(n int64) string { return groupThousands(n) },
+		"num": func(n any) string {
+			switch v := n.(type) {
+			case int:
+				return groupThousands(int64(v))
+			case int64:
+				return groupThousands(v)
+			default:
+				return fmt.Sprint(n)
+			}
+		},
 		"pct":   func(p float64) string { return strconv.Itoa(int(p)) + " %" },
 		"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
@@ -186,7 +195,7 @@ func (s *server) deadLettersPage(w http.ResponseWriter, r *http.Request) {
 // replayPage is the page's replay button: POST /dead-letters/replay, then
 // back to the dead-letters page with what was done.
 func (s *server) replayPage(w http.ResponseWriter, r *http.Request) {
-	opts, err := replayOptionsFrom(r)
+	opts, err := replayOptionsFrom(w, r)
 	if err == nil {
 		var res deadletter.ReplayResult
 		res, err = s.broker.replay(r.Context(), s.pgstore, opts)

@@ -120,7 +120,9 @@ func (r *runner) execute(job importJob, started chan<- error) {
 	})
 	close(stop)
 	writer.Wait()
-	signal(err)
+	// An import that ended before it started answers its upload once its
+	// end is written.
+	defer signal(err)
 
 	// The end is written even while shutting down, within a bound.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 10*time.Second)

@@ -16,14 +16,14 @@ import (
 // uploads being received and the imports it runs: what it shows comes from
 // Postgres and RabbitMQ, so several instances can serve one pipeline.
 type server struct {
-	cfg    Config
-	logger *slog.Logger
+	cfg     Config
+	logger  *slog.Logger
 	store   *store
 	pgstore *pgstore.Store
 	broker  *broker
-	runner *runner
-	auth   auth
-	page   *page
+	runner  *runner
+	auth    auth
+	page    *page
 	// streams ends the event streams at shutdown, which would otherwise
 	// keep their connections busy until the shutdown timeout.
 	streams context.Context
@@ -190,4 +190,3 @@ func (s *server) getRejects(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", rejectsName(imp.FileName)))
 	http.ServeContent(w, r, "", st.ModTime(), f)
 }
-

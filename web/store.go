@@ -126,11 +126,16 @@ func (s *store) uploaded(ctx context.Context, id string, size int64) error {
 	return nil
 }
 
-// startPublishing moves an uploaded import to publishing, run by runner.
-func (s *store) startPublishing(ctx context.Context, id, runner string, size int64) error {
-	_, err := s.pool.Exec(ctx, `
-UPDATE imports SET state = 'publishing', size = $2, runner = $3, heartbeat_at = now(), started_at = coalesce(started_at, now())
-WHERE id = $1`, id, size, runner)
+// startPublishing moves an uploaded import to publishing, run by runner,
+// with the options the whole form gave.
+func (s *store) startPublishing(ctx context.Context, id, runner string, size int64, opts importOptions) error {
+	o, err := json.Marshal(opts)
+	if err != nil {
+		return fmt.Errorf("encode import options: %w", err)
+	}
+	_, err = s.pool.Exec(ctx, `
+UPDATE imports SET state = 'publishing', size = $2, runner = $3, options = $4, heartbeat_at = now(), started_at = coalesce(started_at, now())
+WHERE id = $1`, id, size, runner, o)
 	if err != nil {
 		return fmt.Errorf("start import %s: %w", id, err)
 	}

@@ -86,7 +86,7 @@ func (s *server) createImport(w http.ResponseWriter, r *http.Request) {
 
 	// The import starts; the answer waits for its layout to be read, so
 	// that a file without an email column is said at once.
-	if err := s.store.startPublishing(context.WithoutCancel(ctx), id, s.cfg.Name, up.size); err != nil {
+	if err := s.store.startPublishing(context.WithoutCancel(ctx), id, s.cfg.Name, up.size, up.opts); err != nil {
 		s.abandon(job, err)
 		s.fail(w, r, err)
 		return
