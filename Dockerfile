@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# One image, three binaries (producer, consumer, mockcrm) in /usr/local/bin;
+# One image, four binaries (producer, consumer, mockcrm, web) in /usr/local/bin;
 # each compose service picks its binary with `command:`. One image means one
 # build for the whole demo and the same bits in every role.
 
@@ -11,11 +11,11 @@ WORKDIR /src
 COPY . .
 # Static binaries: the runtime image has no libc. The cache mounts keep
 # downloaded modules and compiled packages between builds; go build fetches
-# only the modules these three binaries import (go.mod also lists the
+# only the modules these binaries import (go.mod also lists the
 # linter's, which the image does not need).
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ ./producer ./consumer ./mockcrm
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ ./producer ./consumer ./mockcrm ./web
 
 # distroless/static: CA certificates, tzdata, a nonroot user, and nothing
 # else (no shell, so commands are written in exec form).

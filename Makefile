@@ -19,6 +19,7 @@ RABBITMQ_MANAGEMENT_PORT ?= 15672
 MOCKCRM_PORT ?= 8081
 PROMETHEUS_PORT ?= 9090
 GRAFANA_PORT ?= 3000
+WEB_PORT ?= 8080
 AMQP_URL ?= amqp://guest:guest@localhost:$(RABBITMQ_PORT)/
 DATABASE_URL ?= postgres://postgres:postgres@localhost:$(POSTGRES_PORT)/customers?sslmode=disable
 CRM_URL ?= http://localhost:$(MOCKCRM_PORT)
@@ -32,7 +33,7 @@ USE_DOCKER ?= auto
 PRODUCER_UID ?= $(shell id -u)
 PRODUCER_GID ?= $(shell id -g)
 export AMQP_URL DATABASE_URL CRM_URL RABBITMQ_MANAGEMENT_URL CONSUMERS FILE \
-	POSTGRES_PORT RABBITMQ_PORT RABBITMQ_MANAGEMENT_PORT MOCKCRM_PORT PROMETHEUS_PORT GRAFANA_PORT \
+	POSTGRES_PORT RABBITMQ_PORT RABBITMQ_MANAGEMENT_PORT MOCKCRM_PORT PROMETHEUS_PORT GRAFANA_PORT WEB_PORT \
 	PRODUCER_UID PRODUCER_GID
 
 # A shell condition, true when docker compose should be used.
@@ -51,13 +52,13 @@ help: ## Print this message
 		CONSUMERS '$(CONSUMERS)' FILE '$(FILE)' ROWS '$(ROWS)' USE_DOCKER '$(USE_DOCKER) (auto, 1 or 0)' \
 		POSTGRES_PORT '$(POSTGRES_PORT)' RABBITMQ_PORT '$(RABBITMQ_PORT)' \
 		RABBITMQ_MANAGEMENT_PORT '$(RABBITMQ_MANAGEMENT_PORT)' MOCKCRM_PORT '$(MOCKCRM_PORT)' \
-		PROMETHEUS_PORT '$(PROMETHEUS_PORT)' GRAFANA_PORT '$(GRAFANA_PORT)' \
+		PROMETHEUS_PORT '$(PROMETHEUS_PORT)' GRAFANA_PORT '$(GRAFANA_PORT)' WEB_PORT '$(WEB_PORT)' \
 		QUEUE_PREFIX '$(or $(QUEUE_PREFIX),customers) (queue names, for everything make starts)' \
 		PRODUCER_UID '$(PRODUCER_UID):$(PRODUCER_GID) (PRODUCER_UID:PRODUCER_GID, the producer container user)'
 
 .PHONY: build
-build: ## Build producer, consumer and mockcrm into bin/
-	go build -o bin/ ./producer ./consumer ./mockcrm
+build: ## Build producer, consumer, mockcrm and web into bin/
+	go build -o bin/ ./producer ./consumer ./mockcrm ./web
 
 .PHONY: infra
 infra: ## Start Postgres, RabbitMQ, mockcrm, Prometheus and Grafana with compose, or ready local Postgres and RabbitMQ
@@ -78,15 +79,15 @@ migrate-db: ## Apply database migrations to DATABASE_URL
 	go run ./consumer migrate
 
 .PHONY: start
-start: ## Migrate, run exactly CONSUMERS consumers (and mockcrm), then import FILE with the producer
+start: ## Migrate, run exactly CONSUMERS consumers (and mockcrm, and web on WEB_PORT), then import FILE with the producer
 	@if $(have_docker); then \
 		$(need_compose_v2); \
 		case "$(FILE)" in data/*) ;; *) echo "FILE must be under data/ (mounted at /data in the producer)" >&2; exit 2 ;; esac; \
-		mkdir -p volumes/producer; \
-		docker compose up -d --build --scale consumer=$(CONSUMERS); \
+		mkdir -p volumes/producer volumes/web/uploads; \
+		WEB_API_TOKEN=$$(scripts/web-token.sh) docker compose up -d --build --scale consumer=$(CONSUMERS); \
 		docker compose --profile producer run --rm producer producer --file "/data/$${FILE#data/}" --parallel 4; \
 	else \
-		go build -o bin/ ./producer ./consumer ./mockcrm; \
+		go build -o bin/ ./producer ./consumer ./mockcrm ./web; \
 		scripts/local-start.sh; \
 	fi
 
@@ -95,6 +96,7 @@ demo: ## infra + start on data/customers_sample.csv, wait for the CRM step, show
 	@$(MAKE) infra
 	@$(MAKE) start FILE=data/customers_sample.csv
 	FILE=data/customers_sample.csv scripts/demo-report.sh
+	@echo "Web page and API: http://localhost:$(WEB_PORT)/ (API token in volumes/web/api-token)"
 
 .PHONY: logs
 logs: ## Follow the logs of every service

@@ -45,7 +45,7 @@ func loadComposeEnv(t *testing.T, env []string, profiles ...string) *types.Proje
 
 func TestComposeServices(t *testing.T) {
 	project := loadCompose(t, "producer")
-	for _, name := range []string{"postgres", "rabbitmq", "mockcrm", "migrate", "consumer", "producer"} {
+	for _, name := range []string{"postgres", "rabbitmq", "mockcrm", "migrate", "consumer", "producer", "web"} {
 		_, err := project.GetService(name)
 		require.NoError(t, err, "service %s", name)
 	}
@@ -150,6 +150,7 @@ func TestComposeHostPortsAreVariables(t *testing.T) {
 		{"mockcrm", 8081, "MOCKCRM_PORT", "8081"},
 		{"prometheus", 9090, "PROMETHEUS_PORT", "9090"},
 		{"grafana", 3000, "GRAFANA_PORT", "3000"},
+		{"web", 8080, "WEB_PORT", "8080"},
 	}
 	published := func(p *types.Project, service string, target uint32) string {
 		svc, err := p.GetService(service)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the pipeline on this machine without Docker (`make start` where no
-# Docker engine answers): migrations, then mockcrm and CONSUMERS consumers in
-# the background, then the producer on FILE in the foreground.
+# Docker engine answers): migrations, then mockcrm, CONSUMERS consumers and
+# the web service (on 127.0.0.1:WEB_PORT, its token from
+# scripts/web-token.sh) in the background, then the producer on FILE in the
+# foreground.
 #
 # Background processes log to volumes/logs/<name>.log and keep their pid in
 # volumes/run/<name>.pid; `make stop` (scripts/local-stop.sh) ends them. A
@@ -27,7 +29,7 @@ export AMQP_URL DATABASE_URL CRM_URL
 
 [[ $CONSUMERS =~ ^[0-9]+$ ]] || die "CONSUMERS must be a number, got $CONSUMERS"
 [[ -r $FILE ]] || die "FILE=$FILE is not a readable file (make data writes the samples)"
-for b in producer consumer mockcrm; do
+for b in producer consumer mockcrm web; do
 	[[ -x bin/$b ]] || die "bin/$b is missing: run make build"
 done
 mkdir -p "$LOGS" "$RUN"
@@ -82,6 +84,10 @@ if ((${#extra[@]} > 0)); then
 	say "CONSUMERS=$CONSUMERS: stopping ${extra[*]}"
 	"$(dirname "${BASH_SOURCE[0]}")/local-stop.sh" "${extra[@]}"
 fi
+
+WEB_API_TOKEN=$("$(dirname "${BASH_SOURCE[0]}")/web-token.sh")
+export WEB_API_TOKEN
+start web bin/web --addr "127.0.0.1:${WEB_PORT:-8080}"
 
 say "producer: $FILE (--parallel $PARALLEL)"
 bin/producer --file "$FILE" --parallel "$PARALLEL"

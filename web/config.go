@@ -77,7 +77,6 @@ type Config struct {
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var c Config
 	var maxUpload string
-	defTop := rabbit.Topology{}.WithDefaults()
 	s := envflag.New("web", summary, getenv, stderr)
 	s.String(&c.Addr, "addr", "WEB_ADDR", "127.0.0.1:8080", "HTTP listen `address` of the page and the API")
 	s.String(&c.APIToken, "api-token", "WEB_API_TOKEN", "", "bearer `token` every request needs (use the variable: a flag shows in ps); empty: loopback only")
@@ -86,9 +85,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Int(&c.DBMaxConns, "db-max-conns", "DB_MAX_CONNS", 8, "PostgreSQL pool size")
 	s.String(&c.UploadDir, "upload-dir", "WEB_UPLOAD_DIR", "volumes/web/uploads", "`folder` for uploads, their rejects reports and checkpoints")
 	s.String(&maxUpload, "max-upload", "WEB_MAX_UPLOAD", "10GiB", "largest upload accepted (bytes, or with KiB, MiB, GiB, KB, MB, GB)")
-	s.String(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", defTop.Prefix, "prefix of the exchange and queue names")
-	s.Durations(&c.RetryDelays, "retry-delays", "RETRY_DELAYS", defTop.RetryDelays, "backoff steps of the retry queues (must match the consumers')")
-	s.Int(&c.DeliveryLimit, "delivery-limit", "DELIVERY_LIMIT", defTop.DeliveryLimit, "deliveries of one message before the broker dead-letters it (must match the consumers')")
+	rabbit.BindTopologyFlags(s, &c.QueuePrefix, &c.RetryDelays, &c.DeliveryLimit)
 	s.Int(&c.Parallel, "import-parallel", "WEB_IMPORT_PARALLEL", 4, "publishing channels of one import")
 	s.Int(&c.Window, "import-window", "WEB_IMPORT_WINDOW", 256, "unconfirmed messages allowed per channel")
 	s.Duration(&c.EventsEvery, "events-every", "WEB_EVENTS_EVERY", time.Second, "interval of an import's server-sent events")

@@ -93,8 +93,6 @@ func setup(t *testing.T, opts ...setupOption) *testBundle {
 		env: map[string]string{
 			"DATABASE_URL":       testenv.DatabaseURLWithSchema(t, db),
 			"AMQP_URL":           testenv.AMQPURL(t),
-			"QUEUE_PREFIX":       top.Prefix,
-			"RETRY_DELAYS":       retryDelays(top),
 			"WEB_API_TOKEN":      testToken,
 			"WEB_UPLOAD_DIR":     t.TempDir(),
 			"WEB_EVENTS_EVERY":   "200ms",
@@ -104,19 +102,15 @@ func setup(t *testing.T, opts ...setupOption) *testBundle {
 		},
 	}
 	b.base = "http://" + b.addr
+	for _, kv := range top.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		b.env[k] = v
+	}
 	for _, o := range opts {
 		o(b.env)
 	}
 	b.start(t)
 	return b
-}
-
-func retryDelays(top rabbit.Topology) string {
-	parts := make([]string, len(top.RetryDelays))
-	for i, d := range top.RetryDelays {
-		parts[i] = d.String()
-	}
-	return strings.Join(parts, ",")
 }
 
 func freeAddr(t *testing.T) string {
@@ -184,9 +178,8 @@ func tail(s string, n int) string {
 func (b *testBundle) consumer(t *testing.T) {
 	t.Helper()
 	cmd := exec.CommandContext(context.WithoutCancel(t.Context()), consumerBinary(t))
-	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+b.env["DATABASE_URL"], "AMQP_URL="+b.env["AMQP_URL"], "QUEUE_PREFIX="+b.top.Prefix,
-		"RETRY_DELAYS="+b.env["RETRY_DELAYS"], "CRM_URL="+b.crmURL, "CONSUMER_HTTP_ADDR=off",
+	cmd.Env = append(append(os.Environ(), b.top.Env()...),
+		"DATABASE_URL="+b.env["DATABASE_URL"], "AMQP_URL="+b.env["AMQP_URL"], "CRM_URL="+b.crmURL, "CONSUMER_HTTP_ADDR=off",
 		"CONSUMER_NAME="+t.Name(), "LOG_FORMAT=json",
 	)
 	out := &testenv.Buffer{}
