@@ -4,19 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +21,7 @@ import (
 
 	"github.com/custimport/custimport/libs/crm/crmmock"
 	"github.com/custimport/custimport/libs/pgstore"
+	"github.com/custimport/custimport/libs/process"
 	"github.com/custimport/custimport/libs/rabbit"
 	"github.com/custimport/custimport/libs/testenv"
 )
@@ -45,10 +42,7 @@ func consumerBinary(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.CommandContext(t.Context(), "go", "build", "-o", binDir+string(os.PathSeparator), "../consumer")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ../consumer: %w\n%s", err, out)
-		}
+		buildErr = process.Build(t.Context(), binDir, "./consumer")
 	})
 	require.NoError(t, buildErr)
 	return filepath.Join(binDir, "consumer")
@@ -115,10 +109,8 @@ func setup(t *testing.T, opts ...setupOption) *testBundle {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
+	addr, err := process.FreeAddr(t.Context())
 	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
 	return addr
 }
 
@@ -177,26 +169,17 @@ func tail(s string, n int) string {
 // CRM; it is stopped with SIGTERM when the test ends.
 func (b *testBundle) consumer(t *testing.T) {
 	t.Helper()
-	cmd := exec.CommandContext(context.WithoutCancel(t.Context()), consumerBinary(t))
-	cmd.Env = append(append(os.Environ(), b.top.Env()...),
-		"DATABASE_URL="+b.env["DATABASE_URL"], "AMQP_URL="+b.env["AMQP_URL"], "CRM_URL="+b.crmURL, "CONSUMER_HTTP_ADDR=off",
-		"CONSUMER_NAME="+t.Name(), "LOG_FORMAT=json",
-	)
 	out := &testenv.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start())
-	waited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(waited)
-	}()
+	p, err := process.Start(context.WithoutCancel(t.Context()), process.Spec{
+		Name: "consumer", Bin: consumerBinary(t), Output: out,
+		Env: append(b.top.Env(),
+			"DATABASE_URL="+b.env["DATABASE_URL"], "AMQP_URL="+b.env["AMQP_URL"], "CRM_URL="+b.crmURL,
+			"CONSUMER_HTTP_ADDR=off", "CONSUMER_NAME="+t.Name(), "LOG_FORMAT=json"),
+	})
+	require.NoError(t, err)
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-waited:
-		case <-time.After(45 * time.Second):
-			_ = cmd.Process.Kill()
-			<-waited
+		if err := p.Stop(); err != nil {
+			t.Errorf("consumer: %v", err)
 		}
 		if t.Failed() {
 			t.Logf("--- consumer output:\n%s", tail(out.String(), 4000))
