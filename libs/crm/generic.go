@@ -119,19 +119,12 @@ type Client struct {
 // transport, sized for a few dozen concurrent calls to the one CRM host, and
 // does not follow redirects (a 303 would silently turn the POST into a GET).
 func New(cfg Config, hc *http.Client) (*Client, error) {
-	cfg = cfg.WithDefaults()
-	if err := cfg.validate(); err != nil {
+	p, err := newPoster(cfg, hc)
+	if err != nil {
 		return nil, err
 	}
-	if hc == nil {
-		hc = defaultHTTPClient()
-	}
-	c := &Client{
-		poster:    poster{cfg: cfg, hc: hc},
-		customers: strings.TrimRight(cfg.BaseURL, "/") + "/customers",
-		batch:     strings.TrimRight(cfg.BaseURL, "/") + "/customers/batch",
-	}
-	c.maxBatch.Store(int64(cfg.MaxBatch))
+	c := &Client{poster: p, customers: p.url("/customers"), batch: p.url("/customers/batch")}
+	c.maxBatch.Store(int64(p.cfg.MaxBatch))
 	return c, nil
 }
 
@@ -189,12 +182,7 @@ func (c *Client) CreateCustomer(ctx context.Context, idempotencyKey string, cust
 	if idempotencyKey == "" {
 		return Result{}, errors.New("create customer: idempotency key is empty")
 	}
-	body, err := json.Marshal(cust)
-	if err != nil {
-		return Result{}, fmt.Errorf("create customer: encode body: %w", err)
-	}
-
-	resp, done, err := c.post(ctx, "create customer", c.customers, body, idempotencyKey) //nolint:bodyclose // done drains and closes it
+	resp, done, err := c.post(ctx, "create customer", c.customers, cust, idempotencyKey) //nolint:bodyclose // done drains and closes it
 	if err != nil {
 		return Result{}, err
 	}
@@ -231,10 +219,32 @@ type poster struct {
 	hc  *http.Client
 }
 
-// post sends body to url after waiting for the limiter, within the
+// newPoster checks cfg, with its defaults, and takes hc or a client of its
+// own (see New).
+func newPoster(cfg Config, hc *http.Client) (poster, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return poster{}, err
+	}
+	if hc == nil {
+		hc = defaultHTTPClient()
+	}
+	return poster{cfg: cfg, hc: hc}, nil
+}
+
+// url is the absolute URL of path below the CRM's base URL.
+func (c *poster) url(path string) string {
+	return strings.TrimRight(c.cfg.BaseURL, "/") + path
+}
+
+// post sends body as JSON to url after waiting for the limiter, within the
 // per-request timeout; key, when set, is the Idempotency-Key. The caller
 // reads the answer and then calls done, which drains and closes it.
-func (c *poster) post(ctx context.Context, op, url string, body []byte, key string) (*http.Response, func(), error) {
+func (c *poster) post(ctx context.Context, op, url string, v any, key string) (*http.Response, func(), error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: encode body: %w", op, err)
+	}
 	if err := waitTurn(ctx, c.cfg.Limiter, op); err != nil {
 		return nil, nil, err
 	}
@@ -263,6 +273,19 @@ func (c *poster) post(ctx context.Context, op, url string, body []byte, key stri
 		_ = resp.Body.Close()
 		cancel()
 	}, nil
+}
+
+// readReply reads a batch answer's JSON into v. One cut short, or that is not
+// JSON, is transient: sending the same customers again is harmless.
+func (c *poster) readReply(ctx context.Context, op string, resp *http.Response, v any) error {
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBatchReply))
+	if err != nil {
+		return transportError(ctx, op+": read answer", c.cfg.Timeout, err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return &TransportError{Op: op, Err: fmt.Errorf("answer is not a batch result: %s", truncateBody(raw))}
+	}
+	return nil
 }
 
 // statusError reads an answer other than 2xx/409 into a *StatusError and
@@ -380,11 +403,7 @@ func (c *Client) sendBatch(ctx context.Context, reqs []Request) ([]Answer, error
 		}
 		body.Customers[i] = batchCustomer{Customer: r.Customer, IdempotencyKey: r.Key}
 	}
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return nil, fmt.Errorf("%s: encode body: %w", op, err)
-	}
-	resp, done, err := c.post(ctx, op, c.batch, raw, "") //nolint:bodyclose // done drains and closes it
+	resp, done, err := c.post(ctx, op, c.batch, body, "") //nolint:bodyclose // done drains and closes it
 	if err != nil {
 		return nil, err
 	}
@@ -409,20 +428,18 @@ func (c *Client) sendBatch(ctx context.Context, reqs []Request) ([]Answer, error
 	var reply struct {
 		Results []batchResult `json:"results"`
 	}
-	rawReply, err := io.ReadAll(io.LimitReader(resp.Body, maxBatchReply))
-	if err != nil {
-		// Cut short: sending the same keys again replays the answers.
-		return nil, transportError(ctx, op+": read answer", c.cfg.Timeout, err)
+	if err := c.readReply(ctx, op, resp, &reply); err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(rawReply, &reply); err != nil || len(reply.Results) != len(reqs) {
+	if len(reply.Results) != len(reqs) {
 		// Whatever the CRM did, sending the same keys again is answered
 		// from its idempotency store.
-		return nil, &TransportError{Op: op, Err: fmt.Errorf("answer is not %d results in order: %s", len(reqs), truncateBody(rawReply))}
+		return nil, &TransportError{Op: op, Err: fmt.Errorf("answer has %d results for %d customers", len(reply.Results), len(reqs))}
 	}
 	answers := make([]Answer, len(reqs))
 	for i, r := range reply.Results {
 		if r.Status < 100 || r.Status > 599 {
-			return nil, &TransportError{Op: op, Err: fmt.Errorf("result %d has no valid status: %s", i, truncateBody(rawReply))}
+			return nil, &TransportError{Op: op, Err: fmt.Errorf("result %d has no valid status (%d)", i, r.Status)}
 		}
 		answers[i] = batchAnswer(r)
 	}

@@ -2,10 +2,7 @@ package crm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -30,18 +27,11 @@ const HubSpotMaxBatch = 100
 
 // NewHubSpot returns the HubSpot adapter for cfg; hc as for New.
 func NewHubSpot(cfg Config, hc *http.Client) (*HubSpot, error) {
-	cfg = cfg.WithDefaults()
-	if err := cfg.validate(); err != nil {
+	p, err := newPoster(cfg, hc)
+	if err != nil {
 		return nil, err
 	}
-	if hc == nil {
-		hc = defaultHTTPClient()
-	}
-	return &HubSpot{
-		poster: poster{cfg: cfg, hc: hc},
-		upsert: strings.TrimRight(cfg.BaseURL, "/") + "/crm/v3/objects/contacts/batch/upsert",
-		max:    min(cfg.MaxBatch, HubSpotMaxBatch),
-	}, nil
+	return &HubSpot{poster: p, upsert: p.url("/crm/v3/objects/contacts/batch/upsert"), max: min(p.cfg.MaxBatch, HubSpotMaxBatch)}, nil
 }
 
 type hubspotInput struct {
@@ -79,11 +69,7 @@ func (h *HubSpot) send(ctx context.Context, reqs []Request) ([]Answer, error) {
 	for i, r := range reqs {
 		body.Inputs[i] = hubspotInput{ID: r.Customer.Email, IDProperty: "email", Properties: hubspotProperties(r.Customer)}
 	}
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return nil, fmt.Errorf("%s: encode body: %w", op, err)
-	}
-	resp, done, err := h.post(ctx, op, h.upsert, raw, "") //nolint:bodyclose // done drains and closes it
+	resp, done, err := h.post(ctx, op, h.upsert, body, "") //nolint:bodyclose // done drains and closes it
 	if err != nil {
 		return nil, err
 	}
@@ -109,12 +95,8 @@ func (h *HubSpot) send(ctx context.Context, reqs []Request) ([]Answer, error) {
 		Results []hubspotRecord `json:"results"`
 		Errors  []hubspotError  `json:"errors"`
 	}
-	rawReply, err := io.ReadAll(io.LimitReader(resp.Body, maxBatchReply))
-	if err != nil {
-		return nil, transportError(ctx, op+": read answer", h.cfg.Timeout, err)
-	}
-	if err := json.Unmarshal(rawReply, &reply); err != nil {
-		return nil, &TransportError{Op: op, Err: fmt.Errorf("answer is not a batch result: %s", truncateBody(rawReply))}
+	if err := h.readReply(ctx, op, resp, &reply); err != nil {
+		return nil, err
 	}
 	return hubspotAnswers(reqs, reply.Results, reply.Errors), nil
 }
