@@ -190,7 +190,7 @@ func TestCRMOutageOpensCircuitInsteadOfBurningAttempts(t *testing.T) {
 	require.Less(t, st.Failed, 25, "calls made against a CRM that is down")
 }
 
-// The CRM answers 429 to every 50th request, a count and not a rate, so
+// The CRM answers 429 to every 100th request, a count and not a rate, so
 // that the 429s come whatever the machine's speed.
 func TestRateLimitSlowsWithoutBurningAttempts(t *testing.T) {
 	t.Parallel()
@@ -198,7 +198,7 @@ func TestRateLimitSlowsWithoutBurningAttempts(t *testing.T) {
 		batch string
 		every int64
 	}{
-		{batch: "1", every: 50},
+		{batch: "1", every: 100},
 		{batch: "10", every: 5},
 	} {
 		t.Run("batches of "+tc.batch, func(t *testing.T) {

@@ -30,8 +30,9 @@ type taken struct {
 }
 
 // startRunners starts n runners named name#0 to name#n-1 that handle each
-// batch they are given under work, then ack it.
-func startRunners(work context.Context, n int, name string, handle func(ctx context.Context, ds []amqp.Delivery, owner string) error) *runners {
+// batch they are given under work, then ack it and tell acked how many
+// deliveries it held.
+func startRunners(work context.Context, n int, name string, handle func(ctx context.Context, ds []amqp.Delivery, owner string) error, acked func(n int)) *runners {
 	r := &runners{batches: make(chan taken), failed: make(chan error, n)}
 	r.ctx, r.cancel = context.WithCancel(work)
 	for i := range n {
@@ -41,6 +42,9 @@ func startRunners(work context.Context, n int, name string, handle func(ctx cont
 				err := handle(r.ctx, b.deliveries, owner)
 				if err == nil {
 					err = r.acks.done(b.ack)
+				}
+				if err == nil {
+					acked(len(b.deliveries))
 				}
 				if err != nil {
 					r.failed <- err

@@ -36,19 +36,13 @@ func (w *worker) session(ctx context.Context, dialBy time.Time) (connected bool,
 		return false, fmt.Errorf("open consuming channel: %w", err)
 	}
 	defer ch.Close()
-	if err := ch.Qos(w.cfg.Prefetch, 0, false); err != nil {
-		return false, fmt.Errorf("set prefetch: %w", err)
-	}
-	deliveries, err := ch.Consume(w.top.Queue(), w.cfg.Name, false, false, false, false, nil)
-	if err != nil {
-		return false, fmt.Errorf("consume %s: %w", w.top.Queue(), err)
-	}
 	closed := closeReason(conn.NotifyClose(make(chan *amqp.Error, 1)), ch.NotifyClose(make(chan *amqp.Error, 1)))
-	w.logger.Info("consuming", "queue", w.top.Queue(), "prefetch", w.cfg.Prefetch, "amqp", rabbit.Redact(amqpURL))
-	w.metrics.setConsuming(true)
-	defer w.metrics.setConsuming(false)
+	return w.serve(ctx, pub, ch, closed, amqpURL)
+}
 
-	// In-flight work outlives the signal by at most the shutdown timeout.
+// serve consumes on ch until ctx ends or the channel or a runner fails.
+// In-flight work outlives ctx by at most the shutdown timeout.
+func (w *worker) serve(ctx context.Context, pub *rabbit.Publisher, ch *amqp.Channel, closed func() error, amqpURL string) (connected bool, err error) {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	stopAfter := context.AfterFunc(ctx, func() {
@@ -60,7 +54,7 @@ func (w *worker) session(ctx context.Context, dialBy time.Time) (connected bool,
 
 	rs := startRunners(work, max(w.cfg.Prefetch/w.cfg.BatchSize, 1), w.cfg.Name, func(ctx context.Context, ds []amqp.Delivery, owner string) error {
 		return w.handle(ctx, pub, ds, owner)
-	})
+	}, w.done)
 	defer func() {
 		grace := time.Duration(0)
 		if ctx.Err() == nil {
@@ -68,17 +62,55 @@ func (w *worker) session(ctx context.Context, dialBy time.Time) (connected bool,
 		}
 		rs.stop(grace)
 	}()
-	return true, w.loop(ctx, deliveries, rs, closed, func() { _ = ch.Cancel(w.cfg.Name, false) })
+	w.metrics.setConsuming(true)
+	defer w.metrics.setConsuming(false)
+	for round := 1; ; round++ {
+		prefetch := w.prefetch()
+		if err := ch.Qos(prefetch, 0, false); err != nil {
+			return connected, fmt.Errorf("set prefetch: %w", err)
+		}
+		// A tag of its own for each consumer of the channel: RabbitMQ 3.10
+		// closes a channel that gets a late delivery of a cancelled quorum
+		// queue consumer whose tag was taken again.
+		tag := w.cfg.Name
+		if round > 1 {
+			tag = fmt.Sprintf("%s.%d", w.cfg.Name, round)
+		}
+		deliveries, err := ch.Consume(w.top.Queue(), tag, false, false, false, false, nil)
+		if err != nil {
+			return connected, fmt.Errorf("consume %s: %w", w.top.Queue(), err)
+		}
+		connected = true
+		w.logger.Info("consuming", "queue", w.top.Queue(), "prefetch", prefetch, "amqp", rabbit.Redact(amqpURL))
+		err = w.loop(ctx, deliveries, rs, prefetch, closed, func() { _ = ch.Cancel(tag, false) })
+		if !errors.Is(err, errGrow) {
+			return true, err
+		}
+	}
 }
+
+// errGrow ends a consumer that took one delivery at a time (see
+// worker.afterLoss) once the suspects are through: it is cancelled and
+// drained, and consuming starts again at the full prefetch.
+var errGrow = errors.New("back to the full prefetch")
 
 // loop takes batches off deliveries and hands them to the runners until
 // ctx ends (then it cancels the consumer and returns nil), the deliveries
 // end (the connection's or channel's error, from closed) or a runner
-// fails.
-func (w *worker) loop(ctx context.Context, deliveries <-chan amqp.Delivery, rs *runners, closed func() error, cancel func()) error {
+// fails. Taking one delivery at a time, it returns errGrow once the
+// suspects are through and the consumer is cancelled and drained.
+func (w *worker) loop(ctx context.Context, deliveries <-chan amqp.Delivery, rs *runners, prefetch int, closed func() error, cancel func()) error {
+	growing := false
 	for {
-		batch, err := collect(ctx, rs.stopped(), deliveries, w.cfg.BatchSize, w.cfg.BatchWait)
+		if !growing && w.prefetch() > prefetch {
+			// No delivery is lost: those already sent come before the
+			// channel closes, and are handled as any other.
+			cancel()
+			growing = true
+		}
+		batch, err := collect(ctx, rs.stopped(), deliveries, min(w.cfg.BatchSize, prefetch), w.cfg.BatchWait)
 		if len(batch) > 0 {
+			w.inHand.Add(int64(len(batch)))
 			if herr := rs.submit(ctx, batch); herr != nil {
 				return herr
 			}
@@ -89,6 +121,9 @@ func (w *worker) loop(ctx context.Context, deliveries <-chan amqp.Delivery, rs *
 		if err != nil {
 			if cerr := closed(); cerr != nil {
 				return cerr
+			}
+			if growing && ctx.Err() == nil {
+				return errGrow
 			}
 			return err
 		}

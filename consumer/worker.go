@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/custimport/custimport/libs/crm"
@@ -46,6 +48,12 @@ type worker struct {
 	crmSlots chan struct{}
 	// metrics feeds /metrics and /readyz; nil-safe.
 	metrics *metrics
+	// inHand counts the deliveries taken and not yet acked.
+	inHand atomic.Int64
+	// suspects, when not zero, counts the deliveries still to get through
+	// one at a time after the connection was lost with deliveries in
+	// flight (afterLoss).
+	suspects atomic.Int64
 }
 
 func newWorker(cfg Config, logger *slog.Logger, store *pgstore.Store, client crm.CRM) *worker {
@@ -98,6 +106,7 @@ func (w *worker) run(ctx context.Context) error {
 		}
 		if connected {
 			bo.Reset()
+			w.afterLoss(err)
 		}
 		wait := bo.NextBackOff()
 		if !connectedOnce {
@@ -108,6 +117,57 @@ func (w *worker) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
+		}
+	}
+}
+
+// afterLoss handles a session that ended with err, not by a stop. A
+// connection can be lost to a message: one whose frames the client cannot
+// read (headers the broker took but sends over the negotiated frame_max),
+// or one that crashes the process. Every delivery in flight then goes back
+// with its delivery count raised, and at the delivery limit the broker
+// dead-letters the culprit and every good message in flight beside it.
+//
+// So after a loss with deliveries in flight, or a frame the client refused,
+// the worker takes one delivery at a time (prefetch 1) until as many as
+// could have been in flight (the prefetch) are acked. The culprit, alone in
+// flight whenever it is delivered, raises only its own count and reaches
+// the delivery limit alone; then the prefetch grows back. Returned messages
+// may come back in another order (a quorum queue serves them after those
+// returned before), so no shorter rule is safe.
+func (w *worker) afterLoss(err error) {
+	inHand := w.inHand.Swap(0)
+	amqpErr, isAMQP := errors.AsType[*amqp.Error](err)
+	frameErr := isAMQP && (amqpErr.Code == amqp.FrameError || amqpErr.Code == amqp.SyntaxError || amqpErr.Code == amqp.UnexpectedFrame)
+	if (inHand == 0 && !frameErr) || w.suspects.Load() > 0 {
+		return // nothing in flight; or one at a time already, and the culprit is what was in flight
+	}
+	w.suspects.Store(int64(w.cfg.Prefetch))
+	w.logger.Warn("connection lost with deliveries in flight; taking them one at a time, so that a message that breaks the connection costs only itself",
+		"in_hand", inHand, "one_at_a_time", w.cfg.Prefetch)
+}
+
+// prefetch is what the next consumer asks for: 1 while suspects are left.
+func (w *worker) prefetch() int {
+	if w.suspects.Load() > 0 {
+		return 1
+	}
+	return w.cfg.Prefetch
+}
+
+// done counts n deliveries acked: out of hand, and through as suspects.
+func (w *worker) done(n int) {
+	w.inHand.Add(-int64(n))
+	for {
+		s := w.suspects.Load()
+		if s == 0 {
+			return
+		}
+		if w.suspects.CompareAndSwap(s, max(s-int64(n), 0)) {
+			if s <= int64(n) {
+				w.logger.Info("the deliveries that were in flight are through; back to the full prefetch", "prefetch", w.cfg.Prefetch)
+			}
+			return
 		}
 	}
 }

@@ -157,12 +157,21 @@ func Dial(ctx context.Context, list, name string) (*amqp.Connection, error) {
 	return conn, err
 }
 
+// maxFrameSize caps the frame size negotiated with a broker that allows
+// larger frames than this, or sets no limit.
+const maxFrameSize = 16 << 20
+
 func dialOne(ctx context.Context, rawURL, name string) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(name)
 	cfg := amqp.Config{
 		Properties: props,
 		Heartbeat:  10 * time.Second,
+		// The largest frames the broker allows, not the client's default
+		// (128 KiB whatever the broker says): a message the broker took
+		// must be readable when it is delivered. Capped, for a broker that
+		// sets no limit.
+		FrameSize: maxFrameSize,
 		Dial: func(network, addr string) (net.Conn, error) {
 			d := net.Dialer{Timeout: dialTimeout}
 			conn, err := d.DialContext(ctx, network, addr)
