@@ -58,7 +58,7 @@ help: ## Print this message
 
 .PHONY: build
 build: ## Build producer, consumer, mockcrm and web into bin/
-	go build -o bin/ ./producer ./consumer ./mockcrm ./web
+	go build -buildvcs=auto -o bin/ ./producer ./consumer ./mockcrm ./web
 
 .PHONY: infra
 infra: ## Start Postgres, RabbitMQ, mockcrm, Prometheus and Grafana with compose, or ready local Postgres and RabbitMQ
@@ -87,7 +87,7 @@ start: ## Migrate, run exactly CONSUMERS consumers (and mockcrm, and web on WEB_
 		WEB_API_TOKEN=$$(scripts/web-token.sh) docker compose up -d --build --scale consumer=$(CONSUMERS); \
 		docker compose --profile producer run --rm producer producer --file "/data/$${FILE#data/}" --parallel 4; \
 	else \
-		go build -o bin/ ./producer ./consumer ./mockcrm ./web; \
+		go build -buildvcs=auto -o bin/ ./producer ./consumer ./mockcrm ./web; \
 		scripts/local-start.sh; \
 	fi
 

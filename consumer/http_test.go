@@ -135,6 +135,7 @@ var metricNames = []string{
 	"custimport_consumer_deliveries_in_flight",
 	"custimport_consumer_crm_circuit_open",
 	"custimport_consumer_rabbitmq_consuming",
+	"custimport_build_info",
 }
 
 var httpAddrRE = regexp.MustCompile(`http_addr=(\S+)`)

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/custimport/custimport/libs/buildinfo"
 	"github.com/custimport/custimport/libs/crm"
 )
 
@@ -107,7 +108,7 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.received, m.inserted, m.duplicates, m.crmCalls, m.crmLatency, m.retries,
-		m.deadLettered, m.batchSize, m.inFlight, circuit, m.consuming,
+		m.deadLettered, m.batchSize, m.inFlight, circuit, m.consuming, buildinfo.Collector(version),
 	)
 	// Series that exist from the start: a rate() over a counter that
 	// appears only on its first increment misses that increment.
