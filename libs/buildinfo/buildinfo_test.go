@@ -3,6 +3,7 @@ package buildinfo
 import (
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,7 +20,7 @@ func TestFromBuildInfo(t *testing.T) {
 		{Key: "vcs.time", Value: "2026-11-30T10:40:00Z"},
 		{Key: "vcs.modified", Value: "false"},
 	}
-	dirty := append(vcs[:3:3], debug.BuildSetting{Key: "vcs.modified", Value: "true"})
+	dirty := slices.Concat(vcs[:3], []debug.BuildSetting{{Key: "vcs.modified", Value: "true"}})
 	for _, tc := range []struct {
 		name    string
 		stamped string
@@ -29,12 +30,18 @@ func TestFromBuildInfo(t *testing.T) {
 		{"no build info", Dev, nil, "producer dev " + runtime.Version()},
 		{"nothing recorded", Dev, &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "(devel)"}}, "producer dev go1.26.0"},
 		{"go install of a tag", Dev, &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "v1.4.0"}}, "producer v1.4.0 go1.26.0"},
-		{"go build of a clean clone", Dev, &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "(devel)"}, Settings: vcs},
-			"producer dev (revision 0123456789ab, 2026-11-30T10:40:00Z) go1.26.0"},
-		{"go build of a changed tree", Dev, &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "(devel)"}, Settings: dirty},
-			"producer dev (revision 0123456789ab+dirty, 2026-11-30T10:40:00Z) go1.26.0"},
-		{"release build", "v2.0.0", &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "(devel)"}, Settings: vcs},
-			"producer v2.0.0 (revision 0123456789ab, 2026-11-30T10:40:00Z) go1.26.0"},
+		{
+			"go build of a clean clone", Dev, &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "(devel)"}, Settings: vcs},
+			"producer dev (revision 0123456789ab, 2026-11-30T10:40:00Z) go1.26.0",
+		},
+		{
+			"go build of a changed tree", Dev, &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "(devel)"}, Settings: dirty},
+			"producer dev (revision 0123456789ab+dirty, 2026-11-30T10:40:00Z) go1.26.0",
+		},
+		{
+			"release build", "v2.0.0", &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "(devel)"}, Settings: vcs},
+			"producer v2.0.0 (revision 0123456789ab, 2026-11-30T10:40:00Z) go1.26.0",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
