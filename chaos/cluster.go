@@ -53,12 +53,13 @@ func (c *cluster) leader(ctx context.Context, queue string) (string, error) {
 
 // bounce stops the node that leads queue (or, when that is the node
 // stopped last time, another one) with stop_app, waits, and starts it
-// again; it returns once the node runs again. ctx bounds the wait; the
-// start runs even when ctx ends, so no node is left stopped.
-func (c *cluster) bounce(ctx context.Context, queue, last string) (string, error) {
-	node, err := c.leader(ctx, queue)
+// again; it returns once the node runs again, and whether it was stopped.
+// ctx bounds the wait; the start runs even when ctx ends, so no node is
+// left stopped.
+func (c *cluster) bounce(ctx context.Context, queue, last string) (node string, stopped bool, err error) {
+	node, err = c.leader(ctx, queue)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if node == last || !slices.Contains(c.nodes, node) {
 		for _, n := range c.nodes {
@@ -69,20 +70,20 @@ func (c *cluster) bounce(ctx context.Context, queue, last string) (string, error
 		}
 	}
 	if _, err := c.ctl(ctx, node, "stop_app"); err != nil {
-		return node, err
+		return node, false, err
 	}
 	c.logger.Info("fault", "fault", string(faultStopNode), "node", node)
 	sleep(ctx, c.down)
 	restore, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 	defer cancel()
 	if _, err := c.ctl(restore, node, "start_app"); err != nil {
-		return node, err
+		return node, true, err
 	}
 	if _, err := c.ctl(restore, node, "await_startup", "--timeout", "120"); err != nil {
-		return node, err
+		return node, true, err
 	}
 	c.logger.Info("fault over", "fault", string(faultStopNode), "node", node)
-	return node, nil
+	return node, true, nil
 }
 
 // startAll starts the app of every node that is stopped: a run that ended

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"math/rand/v2"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -20,8 +19,8 @@ const (
 	faultCRMOutage    faultKind = "CRM outage 3s"
 	faultCRM429       faultKind = "CRM 429 burst 3s"
 	// faultStopNode, in the cluster mode only, stops the node leading the
-	// import queue and starts it again; it is not drawn at random but
-	// scheduled clusterStops times.
+	// import queue and starts it again; not drawn at random: clusterStops
+	// of them run beside the other faults (stopNodes).
 	faultStopNode faultKind = "RabbitMQ node stopped and started"
 )
 
@@ -53,8 +52,6 @@ type injector struct {
 
 	mu    sync.Mutex
 	count map[faultKind]int
-	// lastStopped is the cluster node stopped last.
-	lastStopped string
 }
 
 // schedule is the seeded order of the faults: every kind once (shuffled),
@@ -79,19 +76,19 @@ func (in *injector) schedule() []faultKind {
 			x -= w.weight
 		}
 	}
-	out = out[:in.n]
-	if in.h.cluster != nil {
-		// The first early, while the import runs; the second later, once
-		// the first node is back: each time another node.
-		out = slices.Insert(out, min(1, len(out)), faultStopNode)
-		out = slices.Insert(out, len(out)*2/3, faultStopNode)
-	}
-	return out
+	return out[:in.n]
 }
 
 // run injects the scheduled faults until they are all done or ctx ends.
 func (in *injector) run(ctx context.Context) {
 	in.count = map[faultKind]int{}
+	var nodes sync.WaitGroup
+	defer nodes.Wait()
+	if in.h.cluster != nil {
+		// Beside the other faults: a node takes a while to stop and start
+		// again, and the import goes on meanwhile.
+		nodes.Go(func() { in.stopNodes(ctx) })
+	}
 	for _, kind := range in.schedule() {
 		gap := in.gapMin + time.Duration(in.rng.Int64N(int64(in.gapMax-in.gapMin)+1))
 		select {
@@ -110,6 +107,8 @@ func (in *injector) inject(ctx context.Context, kind faultKind) {
 	// The restoring half of a fault must run even when the run is ending.
 	restore := context.WithoutCancel(ctx)
 	switch kind {
+	case faultStopNode:
+		return // never scheduled: stopNodes runs them
 	case faultKillConsumer:
 		i := in.rng.IntN(len(in.fleet.current))
 		if !in.fleet.kill(i) {
@@ -121,13 +120,6 @@ func (in *injector) inject(ctx context.Context, kind faultKind) {
 			p.Cut()
 		}
 		log.Info("fault")
-	case faultStopNode:
-		node, err := h.cluster.bounce(ctx, h.top.Queue(), in.lastStopped)
-		if err != nil {
-			log.Error("fault not injected in full", "node", node, "err", err)
-			return
-		}
-		in.lastStopped = node
 	case faultCutPostgres:
 		h.pgProxy.Cut()
 		log.Info("fault")
@@ -155,9 +147,35 @@ func (in *injector) inject(ctx context.Context, kind faultKind) {
 		}
 		log.Info("fault over")
 	}
+	in.struck(kind)
+}
+
+func (in *injector) struck(kind faultKind) {
 	in.mu.Lock()
 	in.count[kind]++
 	in.mu.Unlock()
+}
+
+// stopNodes stops and starts clusterStops nodes in turn, the first soon
+// after the import starts: each time the node leading the import queue, or
+// another when that is the node stopped just before.
+func (in *injector) stopNodes(ctx context.Context) {
+	last := ""
+	for range clusterStops {
+		sleep(ctx, in.gapMax)
+		if ctx.Err() != nil {
+			return
+		}
+		node, stopped, err := in.h.cluster.bounce(ctx, in.h.top.Queue(), last)
+		if stopped {
+			in.struck(faultStopNode)
+		}
+		if err != nil {
+			in.h.logger.Error("fault not injected in full", "fault", string(faultStopNode), "node", node, "err", err)
+			return
+		}
+		last = node
+	}
 }
 
 // counts returns the faults injected so far, by kind, in a stable order.

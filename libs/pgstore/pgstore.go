@@ -89,8 +89,13 @@ func (c Config) connConfig() (*pgxpool.Config, error) {
 	}
 	pc, err := pgxpool.ParseConfig(c.URL)
 	if err != nil {
-		// pgx's parse errors can echo the URL; say what is wrong without it.
-		return nil, fmt.Errorf("%w %s: %w", errBadURL, Redact(c.URL), errors.Unwrap(err))
+		// pgx's parse errors can echo the URL; say what is wrong without it
+		// where pgx keeps the cause apart (it hides the password otherwise).
+		why := errors.Unwrap(err)
+		if why == nil {
+			why = err
+		}
+		return nil, fmt.Errorf("%w %s: %w", errBadURL, Redact(c.URL), why)
 	}
 	pc.MaxConns = c.MaxConns
 	if c.Schema != "" {

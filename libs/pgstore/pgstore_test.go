@@ -65,6 +65,7 @@ func TestOpenPermanentErrors(t *testing.T) {
 			require.Error(t, err)
 			require.True(t, pgstore.IsPermanent(err), "not permanent: %v", err)
 			require.NotContains(t, err.Error(), "secret")
+			require.NotContains(t, err.Error(), "%!")
 		})
 	}
 }
