@@ -76,10 +76,8 @@ func (c *cluster) bounce(ctx context.Context, queue, last string) (node string, 
 	sleep(ctx, c.down)
 	restore, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 	defer cancel()
+	// start_app returns once the node runs again.
 	if _, err := c.ctl(restore, node, "start_app"); err != nil {
-		return node, true, err
-	}
-	if _, err := c.ctl(restore, node, "await_startup", "--timeout", "120"); err != nil {
 		return node, true, err
 	}
 	c.logger.Info("fault over", "fault", string(faultStopNode), "node", node)

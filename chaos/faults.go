@@ -156,13 +156,17 @@ func (in *injector) struck(kind faultKind) {
 	in.mu.Unlock()
 }
 
-// stopNodes stops and starts clusterStops nodes in turn, the first soon
-// after the import starts: each time the node leading the import queue, or
-// another when that is the node stopped just before.
+// stopNodes stops and starts clusterStops nodes in turn, the first as the
+// import starts and each next one as soon as the one before is back, so
+// that both strike while the import runs (a stop and start takes tens of
+// seconds): each time the node leading the import queue, or another when
+// that is the node stopped just before.
 func (in *injector) stopNodes(ctx context.Context) {
 	last := ""
-	for range clusterStops {
-		sleep(ctx, in.gapMax)
+	for i := range clusterStops {
+		if i > 0 {
+			sleep(ctx, in.gapMin)
+		}
 		if ctx.Err() != nil {
 			return
 		}

@@ -86,7 +86,7 @@ func (h *harness) setup(ctx context.Context) error {
 	h.schema = id
 	h.top = rabbit.Topology{Prefix: id, RetryDelays: retryDelays, Replicas: rabbit.Replicas(h.cfg.AMQPURL)}.WithDefaults()
 	if len(h.cfg.ClusterNodes) > 0 {
-		h.cluster = &cluster{nodes: h.cfg.ClusterNodes, logger: h.logger, down: 5 * time.Second}
+		h.cluster = &cluster{nodes: h.cfg.ClusterNodes, logger: h.logger, down: 3 * time.Second}
 	}
 
 	if err := ensureDatabase(ctx, h.cfg.DatabaseURL, h.logger); err != nil {
