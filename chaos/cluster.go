@@ -54,8 +54,8 @@ func (c *cluster) leader(ctx context.Context, queue string) (string, error) {
 // bounce stops the node that leads queue (or, when that is the node
 // stopped last time, another one) with stop_app, waits, and starts it
 // again; it returns once the node runs again, and whether it was stopped.
-// ctx bounds the wait; the start runs even when ctx ends, so no node is
-// left stopped.
+// ctx bounds the choice and the wait; a stop once begun runs to its end and
+// the start runs even when ctx ends, so no node is left half stopped.
 func (c *cluster) bounce(ctx context.Context, queue, last string) (node string, stopped bool, err error) {
 	node, err = c.leader(ctx, queue)
 	if err != nil {
@@ -69,13 +69,13 @@ func (c *cluster) bounce(ctx context.Context, queue, last string) (node string, 
 			}
 		}
 	}
-	if _, err := c.ctl(ctx, node, "stop_app"); err != nil {
-		return node, false, err
-	}
-	c.logger.Info("fault", "fault", string(faultStopNode), "node", node)
-	sleep(ctx, c.down)
 	restore, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 	defer cancel()
+	c.logger.Info("fault", "fault", string(faultStopNode), "node", node)
+	if _, err := c.ctl(restore, node, "stop_app"); err != nil {
+		return node, false, err
+	}
+	sleep(ctx, c.down)
 	// start_app returns once the node runs again.
 	if _, err := c.ctl(restore, node, "start_app"); err != nil {
 		return node, true, err
