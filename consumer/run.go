@@ -143,19 +143,7 @@ func openCRM(ctx context.Context, cfg Config, store *pgstore.Store) (crm.CRM, er
 // cannot cure (a malformed URL, a database that does not exist, refused
 // credentials, a schema that is not migrated) fails at once.
 func openStore(ctx context.Context, s Services, logger *slog.Logger) (*pgstore.Store, error) {
-	for {
-		store, err := pgstore.Open(ctx, s.store())
-		if err == nil {
-			return store, nil
-		}
-		if pgstore.IsPermanent(err) || ctx.Err() != nil {
-			return nil, err
-		}
+	return pgstore.OpenWaiting(ctx, s.store(), func(err error) {
 		logger.Warn("PostgreSQL not reachable yet; retrying", "error", err)
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(time.Second):
-		}
-	}
+	})
 }

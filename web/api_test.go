@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -243,33 +242,14 @@ func TestDeadLettersListedInPlaceAndReplayed(t *testing.T) {
 	require.NoError(t, err)
 	defer st.Close()
 	var cs []customer.Customer
-	for i := range 3 {
-		cs = append(cs, customer.Customer{Email: fmt.Sprintf("dead%d@example.com", i)})
+	for i := range 4 {
+		cs = append(cs, customer.Customer{Email: fmt.Sprintf("dead%d@example.org", i)})
 	}
 	_, err = st.InsertNew(t.Context(), cs)
 	require.NoError(t, err)
 	_, err = b.pool.Exec(t.Context(), `UPDATE customers SET crm_state = 'failed', crm_attempts = 5`)
 	require.NoError(t, err)
-
-	conn, err := rabbit.Dial(t.Context(), testenv.AMQPURL(t), t.Name())
-	require.NoError(t, err)
-	defer conn.Close()
-	pub, err := rabbit.NewPublisher(conn)
-	require.NoError(t, err)
-	defer pub.Close()
-	require.NoError(t, b.top.Declare(pub.Channel()))
-	var msgs []rabbit.Message
-	for i, reason := range []string{"crm_attempts_exhausted", "invalid_message", "crm_attempts_exhausted", "crm_attempts_exhausted"} {
-		body := fmt.Appendf(nil, `{"email":"dead%d@example.com"}`, min(i, 2))
-		if reason == "invalid_message" {
-			body = []byte("garbage")
-		}
-		msgs = append(msgs, rabbit.Message{Exchange: b.top.DeadExchange(), Key: rabbit.DeadKey, Publishing: amqp.Publishing{
-			MessageId: fmt.Sprintf("m%d", i), Body: body, DeliveryMode: amqp.Persistent,
-			Headers: amqp.Table{"x-death-reason": reason, "x-last-error": "CRM answered 503"},
-		}})
-	}
-	require.NoError(t, pub.PublishAll(t.Context(), msgs))
+	deadLetters(t, b, "crm_attempts_exhausted", "invalid_message", "crm_attempts_exhausted", "crm_attempts_exhausted")
 
 	var rep struct {
 		Total    int            `json:"total"`
@@ -284,7 +264,7 @@ func TestDeadLettersListedInPlaceAndReplayed(t *testing.T) {
 	require.Equal(t, 4, rep.Total)
 	require.Equal(t, map[string]int{"crm_attempts_exhausted": 3, "invalid_message": 1}, rep.ByReason)
 	require.Len(t, rep.First, 2)
-	require.Equal(t, "m0", rep.First[0].MessageID)
+	require.Equal(t, "sample:1", rep.First[0].MessageID)
 	require.Equal(t, "CRM answered 503", rep.First[0].Headers["x-last-error"])
 	b.getJSON(t, "/api/v1/dead-letters", &rep)
 	require.Equal(t, 4, rep.Total, "reading leaves them in place")

@@ -50,7 +50,7 @@ func customerQueryFrom(r *http.Request) (customerQuery, error) {
 func (s *server) searchCustomers(r *http.Request) (customerPage, error) {
 	q, err := customerQueryFrom(r)
 	if err != nil {
-		return customerPage{}, &uploadError{status: http.StatusBadRequest, msg: err.Error()}
+		return customerPage{}, &httpError{status: http.StatusBadRequest, msg: err.Error()}
 	}
 	rows, more, err := s.store.searchCustomers(r.Context(), q)
 	if err != nil {
@@ -65,30 +65,18 @@ func (s *server) searchCustomers(r *http.Request) (customerPage, error) {
 
 func (s *server) listCustomers(w http.ResponseWriter, r *http.Request) {
 	page, err := s.searchCustomers(r)
-	if ue, ok := errors.AsType[*uploadError](err); ok {
-		writeError(w, ue.status, ue.msg)
-		return
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, page)
+	answer(s, w, r, page, err)
 }
 
 func (s *server) getCustomer(w http.ResponseWriter, r *http.Request) {
 	c, err := s.store.getCustomer(r.Context(), r.PathValue("email"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, c)
+	answer(s, w, r, c, err)
 }
 
 func (s *server) inspectDeadLetters(r *http.Request) (deadletter.Report, error) {
 	sample, err := intParam(r, "limit", 20, 500)
 	if err != nil {
-		return deadletter.Report{}, &uploadError{status: http.StatusBadRequest, msg: err.Error()}
+		return deadletter.Report{}, &httpError{status: http.StatusBadRequest, msg: err.Error()}
 	}
 	return s.broker.inspect(r.Context(), deadletter.InspectOptions{
 		Reason: r.URL.Query().Get("reason"), Scan: s.cfg.DeadLetterScan, Sample: sample,
@@ -99,15 +87,7 @@ func (s *server) inspectDeadLetters(r *http.Request) (deadletter.Report, error) 
 // reason and the first messages with their headers, left in place.
 func (s *server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	rep, err := s.inspectDeadLetters(r)
-	if ue, ok := errors.AsType[*uploadError](err); ok {
-		writeError(w, ue.status, ue.msg)
-		return
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rep)
+	answer(s, w, r, rep, err)
 }
 
 // replayDeadLetters is POST /api/v1/dead-letters/replay with reason and
@@ -119,12 +99,10 @@ func (s *server) replayDeadLetters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.broker.replay(r.Context(), s.pgstore, opts)
-	if err != nil {
-		s.fail(w, r, err)
-		return
+	if err == nil {
+		s.logger.Info("dead letters replayed", "reason", opts.Reason, "limit", opts.Limit, "replayed", res.Replayed, "left", res.Left)
 	}
-	s.logger.Info("dead letters replayed", "reason", opts.Reason, "limit", opts.Limit, "replayed", res.Replayed, "left", res.Left)
-	writeJSON(w, http.StatusOK, res)
+	answer(s, w, r, res, err)
 }
 
 func replayOptionsFrom(w http.ResponseWriter, r *http.Request) (deadletter.ReplayOptions, error) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,11 +9,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
-
-	"github.com/custimport/custimport/libs/rabbit"
-	"github.com/custimport/custimport/libs/testenv"
 )
 
 // browser finds a Chromium or Chrome; without one the test is skipped,
@@ -150,32 +145,4 @@ func TestBrowserUploadsFollowsAndSearches(t *testing.T) {
 	fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= 360`))
 	require.NoError(t, err)
 	require.True(t, fits, "the imports page is wider than a 360 px screen")
-}
-
-// deadLetters puts messages with the given reasons in the dead-letter queue,
-// as the consumers do.
-func deadLetters(t *testing.T, b *testBundle, reasons ...string) {
-	t.Helper()
-	conn, err := rabbit.Dial(t.Context(), testenv.AMQPURL(t), t.Name())
-	require.NoError(t, err)
-	defer conn.Close()
-	pub, err := rabbit.NewPublisher(conn)
-	require.NoError(t, err)
-	defer pub.Close()
-	require.NoError(t, b.top.Declare(pub.Channel()))
-	msgs := make([]rabbit.Message, len(reasons))
-	for i, r := range reasons {
-		body := fmt.Appendf(nil, `{"email":"rejected%d@example.org"}`, i)
-		if r == "invalid_message" {
-			body = []byte("not json")
-		}
-		msgs[i] = rabbit.Message{Exchange: b.top.DeadExchange(), Key: rabbit.DeadKey, Publishing: amqp.Publishing{
-			MessageId: fmt.Sprintf("sample:%d", i+1), Body: body, DeliveryMode: amqp.Persistent, ContentType: "application/json",
-			Headers: amqp.Table{
-				"x-death-reason": r, "x-attempts": int32(1), "x-source": "sample.csv", "x-row": int64(i + 1),
-				"x-last-error": map[string]string{"crm_rejected": "CRM answered 422: email domain not accepted", "invalid_message": "body is not a customer JSON object"}[r],
-			},
-		}}
-	}
-	require.NoError(t, pub.PublishAll(t.Context(), msgs))
 }

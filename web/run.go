@@ -130,23 +130,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, imp importFunc,
 	return nil
 }
 
-// openStore connects to Postgres, retrying until ctx ends: in compose the
-// service may start before the database answers. A schema that is not
-// migrated, or a URL that cannot work, is not worth waiting for.
+// openStore connects to Postgres, waiting for it while it does not answer:
+// in compose the service may start before the database.
 func openStore(ctx context.Context, cfg Config, logger *slog.Logger) (*pgstore.Store, error) {
-	for {
-		st, err := pgstore.Open(ctx, cfg.store())
-		if err == nil {
-			return st, nil
-		}
-		if pgstore.IsPermanent(err) || ctx.Err() != nil {
-			return nil, err
-		}
+	return pgstore.OpenWaiting(ctx, cfg.store(), func(err error) {
 		logger.Warn("PostgreSQL not reachable yet; retrying", "error", err)
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(time.Second):
-		}
-	}
+	})
 }

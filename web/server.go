@@ -86,7 +86,10 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // fail answers an error from the store or the broker: 404 for what does
 // not exist, 503 when a service is away, 500 otherwise (logged).
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
 	switch {
+	case errors.As(err, &he):
+		writeError(w, he.status, he.msg)
 	case errors.Is(err, errNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, errBrokerDown):
@@ -97,6 +100,15 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		writeError(w, http.StatusInternalServerError, "internal error: "+err.Error())
 	}
+}
+
+// answer writes v as JSON, or the error as fail does.
+func answer[T any](s *server, w http.ResponseWriter, r *http.Request, v T, err error) {
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // intParam reads a positive integer query parameter, def when absent.
@@ -131,11 +143,7 @@ func (s *server) listImports(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) getImport(w http.ResponseWriter, r *http.Request) {
 	imp, err := s.importWithSettled(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, imp)
+	answer(s, w, r, imp, err)
 }
 
 // importWithSettled reads an import and says whether it is settled.

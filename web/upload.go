@@ -17,16 +17,16 @@ import (
 	"github.com/custimport/custimport/libs/csvsource"
 )
 
-// uploadError is a bad upload: its status and what to tell the client.
-type uploadError struct {
+// httpError is a bad request: its status and what to tell the client.
+type httpError struct {
 	status int
 	msg    string
 }
 
-func (e *uploadError) Error() string { return e.msg }
+func (e *httpError) Error() string { return e.msg }
 
 func badUpload(status int, format string, args ...any) error {
-	return &uploadError{status: status, msg: fmt.Sprintf(format, args...)}
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
 }
 
 // createImport is POST /api/v1/imports: the CSV as the body (text/csv) or
@@ -109,7 +109,7 @@ func (s *server) createImport(w http.ResponseWriter, r *http.Request) {
 
 // answerUpload answers a failed upload or import start with its status.
 func (s *server) answerUpload(w http.ResponseWriter, r *http.Request, err error) {
-	var ue *uploadError
+	var ue *httpError
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &ue):

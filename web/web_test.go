@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/custimport/custimport/libs/crm/crmmock"
@@ -334,4 +336,30 @@ FROM customers WHERE import_id = $1`, id).Scan(&c.Stored, &c.Pending, &c.Synced,
 func seed(t *testing.T, name string) string {
 	t.Helper()
 	return filepath.Join(testenv.SeedsDir(t), name)
+}
+
+// deadLetters puts messages with the given reasons in the dead-letter queue,
+// as the consumers do: message i (ids sample:1, sample:2...) is customer
+// dead<i>@example.org, but for invalid_message, which is no JSON.
+func deadLetters(t *testing.T, b *testBundle, reasons ...string) {
+	t.Helper()
+	_, pub := testenv.Publisher(t, b.top)
+	msgs := make([]rabbit.Message, len(reasons))
+	for i, r := range reasons {
+		body := fmt.Appendf(nil, `{"email":"dead%d@example.org"}`, i)
+		if r == "invalid_message" {
+			body = []byte("not json")
+		}
+		msgs[i] = rabbit.Message{Exchange: b.top.DeadExchange(), Key: rabbit.DeadKey, Publishing: amqp.Publishing{
+			MessageId: fmt.Sprintf("sample:%d", i+1), Body: body, DeliveryMode: amqp.Persistent, ContentType: "application/json",
+			Headers: amqp.Table{
+				"x-death-reason": r, "x-attempts": int32(1), "x-source": "sample.csv", "x-row": int64(i + 1),
+				"x-last-error": map[string]string{
+					"crm_rejected": "CRM answered 422: email domain not accepted", "crm_attempts_exhausted": "CRM answered 503",
+					"invalid_message": "body is not a customer JSON object",
+				}[r],
+			},
+		}}
+	}
+	require.NoError(t, pub.PublishAll(t.Context(), msgs))
 }

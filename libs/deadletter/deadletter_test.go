@@ -24,13 +24,7 @@ type testBundle struct {
 func setup(t *testing.T) testBundle {
 	t.Helper()
 	top := testenv.Topology(t)
-	conn, err := rabbit.Dial(t.Context(), testenv.AMQPURL(t), t.Name())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	pub, err := rabbit.NewPublisher(conn)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = pub.Close() })
-	require.NoError(t, top.Declare(pub.Channel()))
+	conn, pub := testenv.Publisher(t, top)
 	return testBundle{top: top, conn: conn, pub: pub}
 }
 

@@ -142,6 +142,30 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// OpenWaiting is Open, tried again every second while the server does not
+// answer (a service may start before its database): what waiting cannot
+// cure (IsPermanent) fails at once, and so does the end of ctx. retrying,
+// when set, is told each error that is waited out.
+func OpenWaiting(ctx context.Context, cfg Config, retrying func(error)) (*Store, error) {
+	for {
+		st, err := Open(ctx, cfg)
+		if err == nil {
+			return st, nil
+		}
+		if IsPermanent(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		if retrying != nil {
+			retrying(err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 

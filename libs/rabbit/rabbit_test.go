@@ -23,13 +23,7 @@ type testBundle struct {
 func setup(t *testing.T) testBundle {
 	t.Helper()
 	top := testenv.Topology(t)
-	conn, err := rabbit.Dial(t.Context(), testenv.AMQPURL(t), t.Name())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	pub, err := rabbit.NewPublisher(conn)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = pub.Close() })
-	require.NoError(t, top.Declare(pub.Channel()))
+	conn, pub := testenv.Publisher(t, top)
 	return testBundle{top: top, conn: conn, pub: pub}
 }
 
@@ -98,13 +92,7 @@ func TestDeliveryLimitDeadLetters(t *testing.T) {
 	t.Parallel()
 	top := testenv.Topology(t)
 	top.DeliveryLimit = 1
-	conn, err := rabbit.Dial(t.Context(), testenv.AMQPURL(t), t.Name())
-	require.NoError(t, err)
-	defer conn.Close()
-	pub, err := rabbit.NewPublisher(conn)
-	require.NoError(t, err)
-	defer pub.Close()
-	require.NoError(t, top.Declare(pub.Channel()))
+	conn, pub := testenv.Publisher(t, top)
 	require.NoError(t, pub.PublishAll(t.Context(), []rabbit.Message{{
 		Exchange: top.Exchange(), Key: rabbit.ImportKey,
 		Publishing: amqp.Publishing{MessageId: "poison", DeliveryMode: amqp.Persistent},

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 	"github.com/testcontainers/testcontainers-go"
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
@@ -233,6 +234,21 @@ func Topology(t testing.TB, retryDelays ...time.Duration) rabbit.Topology {
 	top := rabbit.Topology{Prefix: Name(t), RetryDelays: retryDelays}.WithDefaults()
 	t.Cleanup(func() { deleteTopology(t, u, top) })
 	return top
+}
+
+// Publisher connects to the test broker, declares top and returns the
+// connection and a confirm-mode publisher; both are closed when the test
+// ends.
+func Publisher(t testing.TB, top rabbit.Topology) (*amqp.Connection, *rabbit.Publisher) {
+	t.Helper()
+	conn, err := rabbit.Dial(context.Background(), AMQPURL(t), t.Name())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	pub, err := rabbit.NewPublisher(conn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pub.Close() })
+	require.NoError(t, top.Declare(pub.Channel()))
+	return conn, pub
 }
 
 // SeedsDir returns the folder of real sample exports (shared/data/seeds,
