@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -265,6 +266,19 @@ func (f *flags) parse(args []string) error {
 		return fmt.Errorf("unexpected argument %q (flags go after the subcommand)", rest[0])
 	}
 	return nil
+}
+
+// logger parses args, checks them with validate, and returns the logger
+// the flags ask for: a subcommand's first lines. validate reads the
+// parsed values: a pointer method or a closure, not a copy taken before.
+func (f *flags) logger(args []string, validate func() error, stderr io.Writer) (*slog.Logger, error) {
+	if err := f.parse(args); err != nil {
+		return nil, err
+	}
+	if err := validate(); err != nil {
+		return nil, err
+	}
+	return logging.New(stderr, f.LogFormat, f.LogLevel)
 }
 
 // bindDatabase binds the flags of the database alone (migrate).

@@ -306,6 +306,10 @@ func TestBadFlagsAreNamed(t *testing.T) {
 		{[]string{"--lease", "1s", "--crm-timeout", "5s"}, "--lease"},
 		{[]string{"--retry-delays", "1s,x"}, "retry-delays"},
 		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"migrate", "--db-max-conns", "1"}, "--db-max-conns"},
+		{[]string{"replay", "--limit", "-1"}, "--limit"},
+		{[]string{"status", "--delivery-limit", "0"}, "--delivery-limit"},
+		{[]string{"health", "--http-addr", "off"}, "--http-addr"},
 	} {
 		err := run(t.Context(), tc.args, func(string) string { return "" }, &testenv.Buffer{}, &testenv.Buffer{})
 		require.ErrorContains(t, err, tc.want, tc.args)

@@ -6,7 +6,6 @@ import (
 	"io"
 
 	"github.com/custimport/custimport/libs/deadletter"
-	"github.com/custimport/custimport/libs/logging"
 	"github.com/custimport/custimport/libs/pgstore"
 	"github.com/custimport/custimport/libs/rabbit"
 )
@@ -28,6 +27,13 @@ type replayConfig struct {
 	Limit int
 }
 
+func (c *replayConfig) validate() error {
+	if c.Limit < 0 {
+		return fmt.Errorf("--limit %d: want 0 (all) or more", c.Limit)
+	}
+	return c.Services.validate()
+}
+
 // replay moves the dead letters present when it starts back to the work
 // queue, those with the given reason only when --reason is set, at most
 // --limit of them (deadletter.Replay). The customer of each replayed message
@@ -42,16 +48,7 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	f.DefaultText("reason", "all")
 	f.Int(&cfg.Limit, "limit", "REPLAY_LIMIT", 0, "move at most this many dead letters")
 	f.DefaultText("limit", "all")
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	if cfg.Limit < 0 {
-		return fmt.Errorf("--limit %d: want 0 (all) or more", cfg.Limit)
-	}
-	logger, err := logging.New(stderr, f.LogFormat, f.LogLevel)
+	logger, err := f.logger(args, cfg.validate, stderr)
 	if err != nil {
 		return err
 	}

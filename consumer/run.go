@@ -103,13 +103,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	var s Services
 	f := newFlags("consumer migrate", migrateSummary, getenv, stderr)
 	f.bindDatabase(&s)
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if err := s.validateDatabase(); err != nil {
-		return err
-	}
-	logger, err := logging.New(stderr, f.LogFormat, f.LogLevel)
+	logger, err := f.logger(args, func() error { return s.validateDatabase() }, stderr) //nolint:gocritic // s.validateDatabase would copy s before it is parsed
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/custimport/custimport/libs/logging"
 	"github.com/custimport/custimport/libs/pgstore"
 	"github.com/custimport/custimport/libs/rabbit"
 )
@@ -78,6 +77,13 @@ type statusConfig struct {
 	JSON bool
 }
 
+func (c *statusConfig) validate() error {
+	if u, err := url.Parse(c.ManagementURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("--management-url: want an http(s) URL such as http://guest:guest@localhost:15672")
+	}
+	return c.Services.validate()
+}
+
 // status prints the queue depths and the customers per CRM state. It prints
 // what it could find out even when a service is down, and then returns an
 // error naming what it could not.
@@ -87,16 +93,7 @@ func status(ctx context.Context, args []string, getenv func(string) string, stdo
 	f.bindServices(&cfg.Services)
 	f.String(&cfg.ManagementURL, "management-url", "RABBITMQ_MANAGEMENT_URL", defaultMgmtURL, "RabbitMQ management API `URL` (falls back to AMQP when unreachable)")
 	f.Bool(&cfg.JSON, "json", "", false, "print JSON instead of tables")
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	if u, err := url.Parse(cfg.ManagementURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errors.New("--management-url: want an http(s) URL such as http://guest:guest@localhost:15672")
-	}
-	logger, err := logging.New(stderr, f.LogFormat, f.LogLevel)
+	logger, err := f.logger(args, cfg.validate, stderr)
 	if err != nil {
 		return err
 	}
