@@ -103,19 +103,25 @@ func redraws(out string) []string {
 	return lines
 }
 
-// The bar on a real terminal of 60, 80 and 160 columns: every redraw fits
-// on its line, and the last shows the whole file.
-func TestProgressBarOnATerminal(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	file := filepath.Join(dir, "people.csv")
+// writePeople writes a CSV of n valid rows and one rejected.
+func writePeople(t *testing.T, n int) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "people.csv")
 	var b strings.Builder
 	b.WriteString("name,email\n")
-	for i := range 20000 {
+	for i := range n {
 		fmt.Fprintf(&b, "Person %d,p%d@example.com\n", i, i)
 	}
 	b.WriteString("Nobody,not-an-email\n")
 	require.NoError(t, os.WriteFile(file, []byte(b.String()), 0o600))
+	return file
+}
+
+// The bar on a real terminal of 60, 80 and 160 columns: every redraw fits
+// on its line, and the last shows the whole file.
+func TestProgressBarOnATerminal(t *testing.T) {
+	t.Parallel()
+	file := writePeople(t, 20000)
 
 	for _, columns := range []int{60, 80, 160} {
 		t.Run(strconv.Itoa(columns), func(t *testing.T) {
@@ -166,15 +172,8 @@ func TestProgressBarFollowsAResize(t *testing.T) {
 
 func TestProgressBarShowsRowsAndBytes(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	file := filepath.Join(dir, "people.csv")
-	var b strings.Builder
-	b.WriteString("name,email\n")
-	for i := range 500 {
-		fmt.Fprintf(&b, "Person %d,p%d@example.com\n", i, i)
-	}
-	b.WriteString("Nobody,not-an-email\n")
-	require.NoError(t, os.WriteFile(file, []byte(b.String()), 0o600))
+	file := writePeople(t, 500)
+	dir := filepath.Dir(file)
 
 	var stdout, stderr testenv.Buffer
 	getenv := func(k string) string { return map[string]string{"PRODUCER_STATE_DIR": dir}[k] }
