@@ -211,7 +211,8 @@ down() {
 	for i in "${NODES[@]}"; do
 		if running "$i"; then
 			say "stopping $(node "$i")"
-			ctl "$i" shutdown || ctl "$i" stop || true
+			# stop with the pid file returns once the process has exited.
+			ctl "$i" stop "$BASE/custimport-$i/pid" >/dev/null || true
 		fi
 	done
 	for i in "${NODES[@]}"; do
