@@ -20,7 +20,8 @@ import (
 // timeout, and declares the topology on every new connection. The very first
 // dial tries each URL once and is not retried: a broker that is not there at
 // start, or that refuses the credentials, is a configuration problem worth
-// saying at once.
+// saying at once. Once a broker has answered, a connection that breaks, even
+// before its first channel is open (a node stopping), is a lost connection.
 type connector struct {
 	dialer  *rabbit.Dialer
 	top     rabbit.Topology
@@ -29,6 +30,8 @@ type connector struct {
 
 	mu   sync.Mutex
 	conn *amqp.Connection
+	// answered is set once a dial succeeded.
+	answered bool
 }
 
 func newConnector(cfg Config) (*connector, error) {
@@ -43,8 +46,11 @@ func newConnector(cfg Config) (*connector, error) {
 func (c *connector) publisher(ctx context.Context) (*rabbit.Publisher, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.conn == nil {
-		return c.open(ctx)
+	if !c.answered {
+		pub, err := c.open(ctx)
+		if err == nil || !c.answered {
+			return pub, err
+		}
 	}
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
@@ -80,6 +86,7 @@ func (c *connector) open(ctx context.Context) (*rabbit.Publisher, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.answered = true
 		pub, err := rabbit.NewPublisher(conn)
 		if err != nil {
 			_ = conn.Close()
