@@ -289,3 +289,32 @@ func TestComposeClusterProfile(t *testing.T) {
 		}), "%s publishes AMQP on 127.0.0.1:%s, as make cluster does", name, amqpPort)
 	}
 }
+
+// Every folder under ./volumes that a non-root service writes to is in the
+// repo: a folder the engine creates for a bind mount belongs to root, so the
+// service's first write would fail with "permission denied" on a clean
+// checkout. (Images that start as root, Postgres and RabbitMQ, chown their
+// own data folders.)
+func TestComposeWritableMountsExistInTheRepo(t *testing.T) {
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	volumes := filepath.Join(wd, "volumes") + string(filepath.Separator)
+	project := loadCompose(t, "*")
+	checked := 0
+	for _, svc := range project.Services {
+		if svc.User == "" || svc.User == "root" || strings.HasPrefix(svc.User, "0:") {
+			continue
+		}
+		for _, v := range svc.Volumes {
+			if v.Type != types.VolumeTypeBind || v.ReadOnly || !strings.HasPrefix(v.Source, volumes) {
+				continue
+			}
+			checked++
+			rel, err := filepath.Rel(wd, v.Source)
+			require.NoError(t, err)
+			_, err = os.Stat(filepath.Join(v.Source, ".gitkeep"))
+			require.NoError(t, err, "service %s writes to %s: keep the folder in the repo with a .gitkeep (and a .gitignore exception)", svc.Name, rel)
+		}
+	}
+	require.NotZero(t, checked, "no service writes under ./volumes: the test looks at nothing")
+}

@@ -137,7 +137,7 @@ func status(ctx context.Context, args []string, getenv func(string) string, stdo
 func queueRoles(top rabbit.Topology, depths []rabbit.Depth) []queueDepth {
 	qs := []queueDepth{{Name: top.Queue(), Role: "import"}}
 	for i, d := range top.RetryDelays {
-		qs = append(qs, queueDepth{Name: top.RetryQueue(i), Role: "retry " + d.String()})
+		qs = append(qs, queueDepth{Name: top.RetryQueue(i), Role: "retry " + rabbit.DelayName(d)})
 	}
 	qs = append(qs, queueDepth{Name: top.DeadQueue(), Role: "dead"})
 	for i := range qs {

@@ -76,12 +76,12 @@ func (t Topology) DeadQueue() string { return t.Prefix + ".dead" }
 // RetryQueue is the queue for the backoff step i (0-based), named as a
 // person writes the delay: customers.retry.1m, not customers.retry.1m0s.
 func (t Topology) RetryQueue(i int) string {
-	return t.Prefix + ".retry." + delayName(t.RetryDelays[i])
+	return t.Prefix + ".retry." + DelayName(t.RetryDelays[i])
 }
 
-// delayName writes d as a person would: time.Duration's form without its
+// DelayName writes d as a person would: time.Duration's form without its
 // trailing zero units (1m, 10m, 1h30m, 1m30s, 500ms).
-func delayName(d time.Duration) string {
+func DelayName(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")
