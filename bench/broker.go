@@ -242,7 +242,7 @@ func (b *bench) ceilings(ctx context.Context) (Ceilings, error) {
 	var c Ceilings
 	var kept rabbit.Topology
 	for _, w := range b.cfg.Windows {
-		top, err := b.declare(ctx, fmt.Sprintf("probe-w%d", w))
+		top, err := b.declare(ctx, fmt.Sprintf("probe-w%d", w), false)
 		if err != nil {
 			return c, err
 		}
@@ -290,7 +290,7 @@ func (b *bench) ceilings(ctx context.Context) (Ceilings, error) {
 	b.logger.Info("drain-only probe", "consumers", b.cfg.Consumers, "prefetch", b.cfg.Prefetch, "messages", n, "msg_per_s", int(c.Drain))
 
 	// Pass-through: drainers first, then the publishers.
-	top, err := b.declare(ctx, "probe-pass")
+	top, err := b.declare(ctx, "probe-pass", false)
 	if err != nil {
 		return c, err
 	}

@@ -8,14 +8,17 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/custimport/custimport/libs/crm"
 	"github.com/custimport/custimport/libs/envflag"
 	"github.com/custimport/custimport/libs/logging"
+	"github.com/custimport/custimport/libs/rabbit"
 )
 
 const helpText = `bench measures the pipeline's throughput and memory next to the broker's own
 limits, on the services at AMQP_URL and DATABASE_URL.
 
-Usage: bench [--rows 1000000] [--scale 1,2,4] [--json volumes/bench/bench-results.json]
+Usage: bench [--rows 1000000] [--scale 1,2,4] [--crm-batch-sizes 1,10,50,100]
+             [--cluster-amqp-url URL,URL,URL] [--json volumes/bench/bench-results.json]
 
 The table goes to stdout and, as JSON, to --json; logs go to stderr.`
 
@@ -28,6 +31,14 @@ type Config struct {
 	// Scale lists the consumer counts of the scaling rows; empty skips
 	// them. Default 1,2,4.
 	Scale []int
+	// CRMBatchSizes lists the consumers' --crm-batch-size of the end-to-end
+	// batch rows; empty skips them. Default 1,10,50,100.
+	CRMBatchSizes []int
+	// ClusterURL is the comma-separated AMQP URL list of a RabbitMQ cluster
+	// on which the producer, the consumers and end to end are measured again
+	// (replication cost); empty, or a node not answering, skips those rows.
+	// Default the three nodes of `make cluster`.
+	ClusterURL string
 	// Channels is the publishing channels of the broker probes, the
 	// producer's --parallel. Default 4.
 	Channels int
@@ -68,11 +79,15 @@ type Config struct {
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var c Config
-	var scale, windows []string
+	var scale, windows, batches []string
 	s := envflag.New("bench", helpText, getenv, stderr)
 	s.Int(&c.Rows, "rows", "ROWS", 1_000_000, "rows of the generated CSV")
 	s.Int(&c.Consumers, "consumers", "BENCH_CONSUMERS", 2, "consumers of the main figures")
 	s.List(&scale, "scale", "BENCH_SCALE", []string{"1", "2", "4"}, "consumer `counts` of the scaling rows (empty: skip them)")
+	s.List(&batches, "crm-batch-sizes", "BENCH_CRM_BATCH_SIZES", []string{"1", "10", "50", "100"}, "the consumers' CRM batch `sizes` of the end-to-end batch rows (empty: skip them)")
+	s.String(&c.ClusterURL, "cluster-amqp-url", "BENCH_CLUSTER_AMQP_URL",
+		"amqp://guest:guest@127.0.0.1:5681/,amqp://guest:guest@127.0.0.1:5682/,amqp://guest:guest@127.0.0.1:5683/", // the nodes of make cluster
+		"comma-separated AMQP `URLs` of a RabbitMQ cluster to measure beside one node (empty: skip; not answering: skipped with a note)")
 	s.Int(&c.Channels, "channels", "BENCH_CHANNELS", 4, "publishing channels of the probes and the producer")
 	s.List(&windows, "windows", "BENCH_WINDOWS", []string{"256", "512", "1024"}, "confirm `windows` tried publish-only; the best is the ceiling")
 	s.Int(&c.ProducerWindow, "producer-window", "BENCH_PRODUCER_WINDOW", 0, "the producer's --window (0: its default)")
@@ -101,6 +116,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if c.Windows, err = ints("--windows", windows); err != nil {
 		return Config{}, err
+	}
+	if c.CRMBatchSizes, err = ints("--crm-batch-sizes", batches); err != nil {
+		return Config{}, err
+	}
+	if c.ClusterURL != "" {
+		if _, err := rabbit.ParseURLs(c.ClusterURL); err != nil {
+			return Config{}, fmt.Errorf("--cluster-amqp-url: %w", err)
+		}
 	}
 	if c.ProbeRows == 0 {
 		c.ProbeRows = min(c.Rows, 100_000)
@@ -145,6 +168,11 @@ func (c Config) validate() error {
 		return errors.New("--database must not be empty")
 	case c.PhaseTimeout <= 0:
 		return fmt.Errorf("--phase-timeout %s: want a positive duration", c.PhaseTimeout)
+	}
+	for _, n := range c.CRMBatchSizes {
+		if n > crm.DefaultMaxBatch {
+			return fmt.Errorf("--crm-batch-sizes %d: want %d customers per request at most", n, crm.DefaultMaxBatch)
+		}
 	}
 	for _, n := range c.Scale {
 		if n > 32 {

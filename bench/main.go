@@ -13,6 +13,12 @@
 //   - the producer alone, the consumers alone draining the full queue, both
 //     together, and both together against a CRM failing 15 % of calls with
 //     5 ms latency;
+//   - both together with each CRM batch size of --crm-batch-sizes (the
+//     consumers' CRM_BATCH_SIZE);
+//   - when every node of --cluster-amqp-url answers (make cluster), the
+//     producer alone, the consumers alone and both together again on the
+//     cluster, next to the same on one broker: the cost of replication;
+//     otherwise one line says the cluster was not measured;
 //   - the consumers alone with each count of --scale;
 //   - a file a quarter of the size, to show memory flat in file size.
 //

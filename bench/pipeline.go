@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/custimport/custimport/libs/pgstore"
 	"github.com/custimport/custimport/libs/process"
@@ -73,10 +74,13 @@ func (b *bench) generate(ctx context.Context, rows int) (dataFile, error) {
 }
 
 // declare declares a topology of the run's own, named after what, exactly as
-// the binaries do.
-func (b *bench) declare(ctx context.Context, what string) (rabbit.Topology, error) {
+// the binaries do: on the cluster, with one replica per node.
+func (b *bench) declare(ctx context.Context, what string, onCluster bool) (rabbit.Topology, error) {
 	top := rabbit.Topology{Prefix: "bench-" + b.runID + "-" + what, RetryDelays: retryDelays}.WithDefaults()
-	ch, err := b.amqp.Channel()
+	if onCluster {
+		top.Replicas = rabbit.Replicas(b.cfg.ClusterURL)
+	}
+	ch, err := b.conn(top).Channel()
 	if err != nil {
 		return top, fmt.Errorf("open channel: %w", err)
 	}
@@ -94,7 +98,7 @@ func (b *bench) deleteTopology(top rabbit.Topology) {
 	if b.cfg.Keep {
 		return
 	}
-	ch, err := b.amqp.Channel()
+	ch, err := b.conn(top).Channel()
 	if err == nil {
 		err = top.Delete(ch)
 		_ = ch.Close()
@@ -111,9 +115,19 @@ func (b *bench) deleteTopology(top rabbit.Topology) {
 	}
 }
 
-// queue reads a queue's ready messages and consumers.
-func (b *bench) queue(name string) (rabbit.Depth, error) {
-	depths, err := rabbit.AMQPDepths(b.amqp, []string{name})
+// conn is the connection to the broker holding top: a topology with
+// replicas lives on the cluster.
+func (b *bench) conn(top rabbit.Topology) *amqp.Connection {
+	if top.Replicas > 0 && b.cluster != nil {
+		return b.cluster
+	}
+	return b.amqp
+}
+
+// queue reads the work queue's ready messages and consumers.
+func (b *bench) queue(top rabbit.Topology) (rabbit.Depth, error) {
+	name := top.Queue()
+	depths, err := rabbit.AMQPDepths(b.conn(top), []string{name})
 	if err != nil {
 		return rabbit.Depth{}, err
 	}
@@ -129,6 +143,7 @@ type spec struct {
 	file      dataFile
 	consumers int
 	together  bool     // consumers run while the producer publishes
+	cluster   bool     // on the cluster's nodes rather than the one broker
 	crmFlags  []string // beyond no failures and no latency
 	env       []string // beyond the common environment
 }
@@ -173,11 +188,15 @@ func (b *bench) pipeline(ctx context.Context, s spec) (outcome, error) {
 		return o, err
 	}
 	defer b.dropSchema(schema)
-	top, err := b.declare(ctx, s.name)
+	top, err := b.declare(ctx, s.name, s.cluster)
 	if err != nil {
 		return o, err
 	}
 	defer b.deleteTopology(top)
+	amqpURL := b.cfg.AMQPURL
+	if s.cluster {
+		amqpURL = b.cfg.ClusterURL
+	}
 
 	addr, err := process.FreeAddr(ctx)
 	if err != nil {
@@ -194,7 +213,7 @@ func (b *bench) pipeline(ctx context.Context, s spec) (outcome, error) {
 	}
 
 	env := slices.Concat(top.Env(), []string{
-		"AMQP_URL=" + b.cfg.AMQPURL,
+		"AMQP_URL=" + amqpURL,
 		"DATABASE_URL=" + withSearchPath(b.dbURL, schema),
 		"CRM_URL=http://" + addr,
 		"LOG_FORMAT=json",
@@ -230,7 +249,7 @@ func (b *bench) pipeline(ctx context.Context, s spec) (outcome, error) {
 		if err := startConsumers(); err != nil {
 			return o, err
 		}
-		if err := b.waitConsumers(ctx, top.Queue(), s.consumers, consumers); err != nil {
+		if err := b.waitConsumers(ctx, top, s.consumers, consumers); err != nil {
 			return o, err
 		}
 		before, began = takeCPU(), time.Now()
@@ -313,9 +332,9 @@ func (b *bench) produce(ctx context.Context, s spec, env []string, o *outcome) e
 
 // waitConsumers waits until n consumers are registered on the queue, so that
 // a run measured from the producer's start does not include their start-up.
-func (b *bench) waitConsumers(ctx context.Context, queue string, n int, procs []*process.Process) error {
+func (b *bench) waitConsumers(ctx context.Context, top rabbit.Topology, n int, procs []*process.Process) error {
 	for {
-		q, err := b.queue(queue)
+		q, err := b.queue(top)
 		if err != nil {
 			return err
 		}
@@ -327,7 +346,7 @@ func (b *bench) waitConsumers(ctx context.Context, queue string, n int, procs []
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %d consumers on %s: %w", n, queue, ctx.Err())
+			return fmt.Errorf("waiting for %d consumers on %s: %w", n, top.Queue(), ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -366,7 +385,7 @@ func (b *bench) waitSynced(ctx context.Context, schema string, top rabbit.Topolo
 		pgx.Identifier{schema, "customers"}.Sanitize()
 	lastLog := time.Now()
 	for {
-		work, err := b.queue(top.Queue())
+		work, err := b.queue(top)
 		if err != nil {
 			return time.Time{}, err
 		}

@@ -26,9 +26,12 @@ type Results struct {
 	ProbeMessages int       `json:"probe_messages"`
 	// LoadBefore and LoadAfter are /proc/loadavg around the run: other work
 	// on the machine shows there.
-	LoadBefore string   `json:"load_before"`
-	LoadAfter  string   `json:"load_after"`
-	Figures    []Figure `json:"figures"`
+	LoadBefore string `json:"load_before"`
+	LoadAfter  string `json:"load_after"`
+	// Cluster says why the cluster rows are missing; empty when they were
+	// measured.
+	Cluster string   `json:"cluster_skipped,omitempty"`
+	Figures []Figure `json:"figures"`
 }
 
 // Figure is one measured figure and its ratio to what bounds it.
@@ -47,11 +50,31 @@ type Figure struct {
 	ProducerRSS float64 `json:"producer_peak_rss_mib,omitempty"`
 	ConsumerRSS float64 `json:"consumer_peak_rss_mib,omitempty"`
 	CPU         CPU     `json:"cpu_seconds"`
+	// Rows is the rows (or messages) the figure moved; CPUPerRow is CPU
+	// spread over them.
+	Rows      int64      `json:"rows,omitempty"`
+	CPUPerRow *CPUPerRow `json:"cpu_us_per_row,omitempty"`
+	// OneNode is, for a figure measured on the cluster, the same figure on
+	// one broker in this run (its Ratio is the cluster's share of it).
+	OneNode float64 `json:"one_node_value,omitempty"`
+}
+
+// CPUPerRow is each process's CPU microseconds per row of one figure.
+type CPUPerRow struct {
+	Client    float64 `json:"client"`
+	Consumers float64 `json:"consumers"`
+	CRM       float64 `json:"mockcrm"`
+	Broker    float64 `json:"rabbitmq"`
+	Postgres  float64 `json:"postgres"`
 }
 
 func (r *Results) add(f Figure) {
 	if c := &f.CPU; c.BusySeconds > 0 {
 		c.Other = max(0, c.BusySeconds-(c.Client+c.Consumers+c.CRM+c.Broker+c.Postgres))
+	}
+	if c := f.CPU; f.Rows > 0 && c != (CPU{}) {
+		us := 1e6 / float64(f.Rows)
+		f.CPUPerRow = &CPUPerRow{Client: c.Client * us, Consumers: c.Consumers * us, CRM: c.CRM * us, Broker: c.Broker * us, Postgres: c.Postgres * us}
 	}
 	if f.Target > 0 {
 		met := f.Ratio >= f.Target
@@ -72,7 +95,7 @@ func (r *Results) writeTable(w io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "figure\tvalue\tratio\tof\ttarget\tRSS MiB prod/cons\tCPU s client/cons/crm/rabbit/pg/other\tbusy")
+	fmt.Fprintln(tw, "figure\tvalue\tratio\tof\ttarget\tRSS MiB prod/cons\tCPU s client/cons/crm/rabbit/pg/other\tCPU µs/row client/cons/crm/rabbit/pg\tbusy")
 	for _, f := range r.Figures {
 		ratio, target := "", ""
 		if f.Of != "" {
@@ -93,12 +116,36 @@ func (r *Results) writeTable(w io.Writer) error {
 		if f.ProducerRSS > 0 || f.ConsumerRSS > 0 {
 			rss = fmt.Sprintf("%s/%s", orDash(f.ProducerRSS), orDash(f.ConsumerRSS))
 		}
-		cpu, busy := "", ""
+		cpu, perRow, busy := "", "", ""
 		if c := f.CPU; c != (CPU{}) {
 			cpu = fmt.Sprintf("%.1f/%.1f/%.1f/%.1f/%.1f/%.1f", c.Client, c.Consumers, c.CRM, c.Broker, c.Postgres, c.Other)
 			busy = fmt.Sprintf("%.0f%%", 100*c.Busy)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f %s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, f.Value, f.Unit, ratio, f.Of, target, rss, cpu, busy)
+		if c := f.CPUPerRow; c != nil {
+			perRow = fmt.Sprintf("%.0f/%.0f/%.0f/%.0f/%.0f", c.Client, c.Consumers, c.CRM, c.Broker, c.Postgres)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, f.Value, f.Unit, ratio, f.Of, target, rss, cpu, perRow, busy)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return r.writeCluster(w)
+}
+
+// writeCluster prints the cluster column: each figure measured on the
+// cluster beside the same on one broker, or the one line saying why there
+// is none.
+func (r *Results) writeCluster(w io.Writer) error {
+	if r.Cluster != "" {
+		_, err := fmt.Fprintln(w, r.Cluster)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nreplication cost\tone node\tcluster\tcluster/one node")
+	for _, f := range r.Figures {
+		if f.OneNode > 0 {
+			fmt.Fprintf(tw, "%s\t%.0f %s\t%.0f %s\t%.2f\n", f.Name, f.OneNode, f.Unit, f.Value, f.Unit, f.Ratio)
+		}
 	}
 	return tw.Flush()
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,8 +37,10 @@ type bench struct {
 	logDir string
 
 	amqp       *amqp.Connection
-	adminURL   string // a database of the server that exists, to create ours
-	dbURL      string // the run's own database
+	cluster    *amqp.Connection // nil when the cluster is not measured
+	clusterMsg string           // why not, one line for the table
+	adminURL   string           // a database of the server that exists, to create ours
+	dbURL      string           // the run's own database
 	topologies []rabbit.Topology
 	sample     []amqp.Publishing
 }
@@ -69,6 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer b.cleanup()
+	b.connectCluster(ctx)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create %s: %w", cfg.DataDir, err)
@@ -123,6 +127,7 @@ func (b *bench) measure(ctx context.Context) (*Results, error) {
 		RunID: b.runID, Started: time.Now().UTC(), Rows: big.Rows, FileBytes: big.Bytes,
 		GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Consumers: cfg.Consumers,
 		Channels: cfg.Channels, ProbeMessages: cfg.ProbeRows, MessageBytes: meanBody(b.sample), LoadBefore: loadAvg(),
+		Cluster: b.clusterMsg,
 	}
 	began := time.Now()
 
@@ -130,31 +135,26 @@ func (b *bench) measure(ctx context.Context) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.add(Figure{Name: fmt.Sprintf("broker publish-only (quorum, %d ch, window %d)", cfg.Channels, int(c.PublishWindow)), Value: c.Publish, Unit: "msg/s", CPU: c.PublishCPU})
-	res.add(Figure{Name: fmt.Sprintf("broker drain-only (%d ch, prefetch %d)", cfg.Consumers, cfg.Prefetch), Value: c.Drain, Unit: "msg/s", CPU: c.DrainCPU})
-	res.add(Figure{Name: "broker pass-through (publish + drain)", Value: c.PassThrough, Unit: "msg/s", CPU: c.PassCPU})
+	probed := int64(cfg.ProbeRows)
+	res.add(Figure{Name: fmt.Sprintf("broker publish-only (quorum, %d ch, window %d)", cfg.Channels, int(c.PublishWindow)), Value: c.Publish, Unit: "msg/s", CPU: c.PublishCPU, Rows: probed})
+	res.add(Figure{Name: fmt.Sprintf("broker drain-only (%d ch, prefetch %d)", cfg.Consumers, cfg.Prefetch), Value: c.Drain, Unit: "msg/s", CPU: c.DrainCPU, Rows: probed})
+	res.add(Figure{Name: "broker pass-through (publish + drain)", Value: c.PassThrough, Unit: "msg/s", CPU: c.PassCPU, Rows: probed})
 
 	alone, err := b.pipeline(ctx, spec{name: fmt.Sprintf("seq%d", cfg.Consumers), file: big, consumers: cfg.Consumers})
 	if err != nil {
 		return nil, err
 	}
-	res.add(Figure{
-		Name: "producer alone", Value: alone.produceRate, Unit: "rows/s", Ratio: alone.produceRate / c.Publish, Of: "publish-only", Target: 0.90,
-		ProducerRSS: mib(alone.producerUsage.PeakRSS), CPU: alone.produceCPU,
-	})
-	res.add(Figure{
-		Name: fmt.Sprintf("consumers alone (%d, queue of %d)", cfg.Consumers, alone.producer.Published), Value: alone.rate, Unit: "rows/s",
-		Ratio: alone.rate / c.Drain, Of: "drain-only", Target: 0.70, ConsumerRSS: mib(slices.Max(alone.consumerPeaks)), CPU: alone.consumeCPU,
-	})
+	producerAlone := alone.producerFigure("producer alone", c.Publish, "publish-only", 0.90)
+	consumersAlone := alone.consumersFigure(fmt.Sprintf("consumers alone (%d, queue of %d)", cfg.Consumers, alone.producer.Published), c.Drain, "drain-only", 0.70)
+	res.add(producerAlone)
+	res.add(consumersAlone)
 
 	e2e, err := b.pipeline(ctx, spec{name: "e2e", file: big, consumers: cfg.Consumers, together: true})
 	if err != nil {
 		return nil, err
 	}
-	res.add(Figure{
-		Name: fmt.Sprintf("end to end (%d consumers)", cfg.Consumers), Value: e2e.rate, Unit: "rows/s", Ratio: e2e.rate / c.PassThrough, Of: "pass-through", Target: 0.80,
-		ProducerRSS: mib(e2e.producerUsage.PeakRSS), ConsumerRSS: mib(slices.Max(e2e.consumerPeaks)), CPU: e2e.consumeCPU,
-	})
+	endToEnd := e2e.endToEndFigure(fmt.Sprintf("end to end (%d consumers)", cfg.Consumers), c.PassThrough, "pass-through", 0.80)
+	res.add(endToEnd)
 
 	faults, err := b.pipeline(ctx, spec{
 		name: "faults", file: big, consumers: cfg.Consumers, together: true,
@@ -164,10 +164,30 @@ func (b *bench) measure(ctx context.Context) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.add(Figure{
-		Name: "end to end, CRM 15% failures + 5ms", Value: faults.rate, Unit: "rows/s", Ratio: faults.rate / e2e.rate, Of: "end to end", Target: 0.50,
-		ProducerRSS: mib(faults.producerUsage.PeakRSS), ConsumerRSS: mib(slices.Max(faults.consumerPeaks)), CPU: faults.consumeCPU,
-	})
+	res.add(faults.endToEndFigure("end to end, CRM 15% failures + 5ms", e2e.rate, "end to end", 0.50))
+
+	// One CRM request per customer against batches: the target for
+	// batches is 0.6 of pass-through.
+	for _, n := range cfg.CRMBatchSizes {
+		o, err := b.pipeline(ctx, spec{
+			name: fmt.Sprintf("e2e-batch%d", n), file: big, consumers: cfg.Consumers, together: true,
+			env: []string{"CRM_BATCH_SIZE=" + strconv.Itoa(n)},
+		})
+		if err != nil {
+			return nil, err
+		}
+		target := 0.60
+		if n == 1 {
+			target = 0
+		}
+		res.add(o.endToEndFigure(fmt.Sprintf("end to end, CRM batch %d", n), c.PassThrough, "pass-through", target))
+	}
+
+	if b.cluster != nil {
+		if err := b.measureCluster(ctx, res, big, producerAlone, consumersAlone, endToEnd); err != nil {
+			return nil, err
+		}
+	}
 
 	for _, n := range cfg.Scale {
 		o := alone
@@ -176,10 +196,7 @@ func (b *bench) measure(ctx context.Context) (*Results, error) {
 				return nil, err
 			}
 		}
-		res.add(Figure{
-			Name: fmt.Sprintf("scaling: %d consumer(s) alone", n), Value: o.rate, Unit: "rows/s", Ratio: o.rate / c.Drain, Of: "drain-only",
-			ConsumerRSS: mib(slices.Max(o.consumerPeaks)), CPU: o.consumeCPU,
-		})
+		res.add(o.consumersFigure(fmt.Sprintf("scaling: %d consumer(s) alone", n), c.Drain, "drain-only", 0))
 	}
 
 	if cfg.SmallDivisor > 0 {
@@ -187,10 +204,7 @@ func (b *bench) measure(ctx context.Context) (*Results, error) {
 		if err != nil {
 			return nil, err
 		}
-		res.add(Figure{
-			Name: fmt.Sprintf("producer alone, %d rows (%.0f MiB file)", small.Rows, mib(small.Bytes)), Value: sm.produceRate, Unit: "rows/s",
-			Ratio: sm.produceRate / c.Publish, Of: "publish-only", ProducerRSS: mib(sm.producerUsage.PeakRSS), CPU: sm.produceCPU,
-		})
+		res.add(sm.producerFigure(fmt.Sprintf("producer alone, %d rows (%.0f MiB file)", small.Rows, mib(small.Bytes)), c.Publish, "publish-only", 0))
 		res.add(Figure{
 			Name:  fmt.Sprintf("producer peak RSS, %d rows (%.0f MiB file)", big.Rows, mib(big.Bytes)),
 			Value: mib(alone.producerUsage.PeakRSS), Unit: "MiB", Ratio: float64(alone.producerUsage.PeakRSS) / float64(sm.producerUsage.PeakRSS),
@@ -205,6 +219,57 @@ func (b *bench) measure(ctx context.Context) (*Results, error) {
 	res.Elapsed = time.Since(began).Seconds()
 	res.LoadAfter = loadAvg()
 	return res, nil
+}
+
+// measureCluster runs the producer and consumers alone, and end to end, on
+// the cluster: each figure next to the same one on one node, measured in
+// this run.
+func (b *bench) measureCluster(ctx context.Context, res *Results, file dataFile, producerAlone, consumersAlone, endToEnd Figure) error {
+	cfg := b.cfg
+	nodes := rabbit.Replicas(cfg.ClusterURL)
+	seq, err := b.pipeline(ctx, spec{name: "cluster-seq", file: file, consumers: cfg.Consumers, cluster: true})
+	if err != nil {
+		return fmt.Errorf("on the cluster: %w", err)
+	}
+	e2e, err := b.pipeline(ctx, spec{name: "cluster-e2e", file: file, consumers: cfg.Consumers, together: true, cluster: true})
+	if err != nil {
+		return fmt.Errorf("on the cluster: %w", err)
+	}
+	prefix := fmt.Sprintf("cluster of %d: ", nodes)
+	for _, p := range []struct{ cluster, node Figure }{
+		{seq.producerFigure(prefix+producerAlone.Name, producerAlone.Value, "one node", 0), producerAlone},
+		{seq.consumersFigure(prefix+consumersAlone.Name, consumersAlone.Value, "one node", 0), consumersAlone},
+		{e2e.endToEndFigure(prefix+endToEnd.Name, endToEnd.Value, "one node", 0), endToEnd},
+	} {
+		p.cluster.OneNode = p.node.Value
+		res.add(p.cluster)
+	}
+	return nil
+}
+
+// producerFigure is the producer's own rate, against base.
+func (o outcome) producerFigure(name string, base float64, of string, target float64) Figure {
+	return Figure{
+		Name: name, Value: o.produceRate, Unit: "rows/s", Ratio: o.produceRate / base, Of: of, Target: target,
+		ProducerRSS: mib(o.producerUsage.PeakRSS), CPU: o.produceCPU, Rows: o.producer.Rows,
+	}
+}
+
+// consumersFigure is the consumers' rate draining a full queue, against base.
+func (o outcome) consumersFigure(name string, base float64, of string, target float64) Figure {
+	return Figure{
+		Name: name, Value: o.rate, Unit: "rows/s", Ratio: o.rate / base, Of: of, Target: target,
+		ConsumerRSS: mib(slices.Max(o.consumerPeaks)), CPU: o.consumeCPU, Rows: o.producer.Published,
+	}
+}
+
+// endToEndFigure is the rate from the producer's start to the last customer
+// synced, against base.
+func (o outcome) endToEndFigure(name string, base float64, of string, target float64) Figure {
+	return Figure{
+		Name: name, Value: o.rate, Unit: "rows/s", Ratio: o.rate / base, Of: of, Target: target,
+		ProducerRSS: mib(o.producerUsage.PeakRSS), ConsumerRSS: mib(slices.Max(o.consumerPeaks)), CPU: o.consumeCPU, Rows: o.producer.Rows,
+	}
 }
 
 func meanBody(msgs []amqp.Publishing) int {
@@ -250,6 +315,35 @@ func (b *bench) connect(ctx context.Context) error {
 	return nil
 }
 
+// connectCluster opens a connection to the cluster when every node of
+// --cluster-amqp-url answers; otherwise the cluster rows are skipped and
+// clusterMsg says why.
+func (b *bench) connectCluster(ctx context.Context) {
+	if b.cfg.ClusterURL == "" {
+		b.clusterMsg = "cluster: not measured (--cluster-amqp-url is empty)"
+		return
+	}
+	urls, _ := rabbit.ParseURLs(b.cfg.ClusterURL) // validated with the configuration
+	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, u := range urls {
+		conn, err := rabbit.Dial(dialCtx, u, "bench-cluster-check")
+		if err != nil {
+			b.clusterMsg = fmt.Sprintf("cluster: not running, no node answers at %s (start it with make cluster, or set --cluster-amqp-url): cluster rows skipped", rabbit.Redact(u))
+			b.logger.Info("cluster rows skipped", "url", rabbit.Redact(u), "err", err)
+			return
+		}
+		_ = conn.Close()
+	}
+	conn, err := rabbit.Dial(dialCtx, b.cfg.ClusterURL, "bench-cluster")
+	if err != nil {
+		b.clusterMsg = fmt.Sprintf("cluster: not running (%v): cluster rows skipped", err)
+		return
+	}
+	b.cluster = conn
+	b.logger.Info("cluster answers", "nodes", len(urls))
+}
+
 // cleanup deletes what the run left (after a failure, its queues) and drops
 // the database.
 func (b *bench) cleanup() {
@@ -257,6 +351,9 @@ func (b *bench) cleanup() {
 		b.deleteTopology(top)
 	}
 	_ = b.amqp.Close()
+	if b.cluster != nil {
+		_ = b.cluster.Close()
+	}
 	if b.cfg.Keep {
 		b.logger.Info("kept the database and queues", "database", b.cfg.Database, "prefix", "bench-"+b.runID)
 		return
