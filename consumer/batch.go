@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/custimport/custimport/libs/customer"
 	"github.com/custimport/custimport/libs/pgstore"
@@ -39,6 +42,14 @@ type batch struct {
 	valid []customer.Customer
 	// results are the CRM results to settle, one per customer called.
 	results []pgstore.CRMResult
+	// preLeased are the customers whose first insert this batch made with
+	// its lease and first attempt (pgstore.InsertLeased), until the first
+	// round of drive uses or gives back those leases; leasedAt is no later
+	// than they began.
+	preLeased pgstore.Inserted
+	leasedAt  time.Time
+	// stopping closes when the consumer is asked to stop.
+	stopping <-chan struct{}
 }
 
 // newBatch decodes ds; a delivery that is not a customer is dead-lettered
@@ -64,11 +75,14 @@ func (w *worker) newBatch(owner string, ds []amqp.Delivery) *batch {
 
 // handle takes a batch of deliveries to an outcome each. When it returns
 // nil every delivery's outcome is durable and the caller acks them; an
-// error leaves them unacked, to be redelivered.
-func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, ds []amqp.Delivery, owner string) error {
+// error leaves them unacked, to be redelivered. ctx bounds the work;
+// stopping closes when the consumer is asked to stop, which ends a wait for
+// the circuit at once (work in flight gets until ctx ends).
+func (w *worker) handle(ctx context.Context, stopping <-chan struct{}, pub *rabbit.Publisher, ds []amqp.Delivery, owner string) error {
 	w.metrics.batchStarted(len(ds))
 	defer w.metrics.batchEnded(len(ds))
 	b := w.newBatch(owner, ds)
+	b.stopping = stopping
 	if err := b.insert(ctx); err != nil {
 		return err
 	}
@@ -96,17 +110,32 @@ func (w *worker) handle(ctx context.Context, pub *rabbit.Publisher, ds []amqp.De
 	return nil
 }
 
-// insert stores the batch's customers, once each. When Postgres refuses the
-// data of one row, the rows are inserted one by one so that only the bad one
-// is dead-lettered.
+// insert stores the batch's customers, once each. While the CRM circuit is
+// closed, a customer's first insert takes its CRM lease too: one write
+// rather than two, and the first round of drive needs no lease statement for
+// it. When Postgres refuses the data of one row, the rows are inserted one by
+// one so that only the bad one is dead-lettered.
 func (b *batch) insert(ctx context.Context) error {
 	if len(b.valid) == 0 {
 		return nil
 	}
-	ins, err := withDB(ctx, b.w, "insert", func(ctx context.Context) (pgstore.Inserted, error) {
-		return b.w.store.InsertNew(ctx, b.valid)
-	})
+	// With the circuit open or probing no call is about to be made: a lease
+	// would only count an attempt to give back.
+	owner := ""
+	if b.w.breaker.State() == gobreaker.StateClosed {
+		owner = b.owner
+	}
+	b.leasedAt = time.Now() // no later than the leases start
+	insert := func(cs []customer.Customer) (pgstore.Inserted, error) {
+		return withDB(ctx, b.w, "insert", func(ctx context.Context) (pgstore.Inserted, error) {
+			return b.w.store.InsertLeased(ctx, cs, owner, b.w.cfg.Lease)
+		})
+	}
+	ins, err := insert(b.valid)
 	if err == nil {
+		if owner != "" {
+			b.preLeased = ins
+		}
 		deliveries := 0
 		for _, its := range b.byEmail {
 			deliveries += len(its)
@@ -117,10 +146,11 @@ func (b *batch) insert(ctx context.Context) error {
 	if !pgstore.IsDataError(err) {
 		return fmt.Errorf("insert customers: %w", err)
 	}
+	if owner != "" {
+		b.preLeased = pgstore.Inserted{}
+	}
 	for _, c := range b.valid {
-		ins, err := withDB(ctx, b.w, "insert", func(ctx context.Context) (pgstore.Inserted, error) {
-			return b.w.store.InsertNew(ctx, []customer.Customer{c})
-		})
+		ins, err := insert([]customer.Customer{c})
 		if pgstore.IsDataError(err) {
 			for _, it := range b.byEmail[c.Email] {
 				it.out = deadLetter(reasonDatabaseRejected, err)
@@ -129,6 +159,9 @@ func (b *batch) insert(ctx context.Context) error {
 		}
 		if err != nil {
 			return fmt.Errorf("insert customer: %w", err)
+		}
+		if owner != "" && ins[c.Email] {
+			b.preLeased[c.Email] = true
 		}
 		b.w.metrics.stored(len(ins), len(b.byEmail[c.Email])-len(ins))
 	}
@@ -148,13 +181,31 @@ func (b *batch) undecided() []string {
 
 // lease takes the leases of emails; it returns the items this batch may
 // call the CRM for, and decides the others (a duplicate of a customer
-// already done; one leased by another worker).
+// already done; one leased by another worker). The leases the inserts took
+// are used as they are, once: the customer is as this batch stored it, with
+// its first attempt.
 func (b *batch) lease(ctx context.Context, emails []string) ([]*item, map[string]pgstore.Claim, error) {
-	claims, err := withDB(ctx, b.w, "lease", func(ctx context.Context) (map[string]pgstore.Claim, error) {
-		return b.w.store.Lease(ctx, emails, b.owner, b.w.cfg.Lease)
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("lease customers: %w", err)
+	claims := make(map[string]pgstore.Claim, len(emails))
+	rest := emails
+	if len(b.preLeased) > 0 {
+		rest = nil
+		for _, e := range emails {
+			if !b.preLeased[e] {
+				rest = append(rest, e)
+				continue
+			}
+			claims[e] = pgstore.Claim{Email: e, State: pgstore.StatePending, Attempts: 1, Leased: true, Customer: b.byEmail[e][0].c}
+		}
+		b.preLeased = nil
+	}
+	if len(rest) > 0 {
+		got, err := withDB(ctx, b.w, "lease", func(ctx context.Context) (map[string]pgstore.Claim, error) {
+			return b.w.store.Lease(ctx, rest, b.owner, b.w.cfg.Lease)
+		})
+		if err != nil {
+			return b.leasedItems(claims), nil, fmt.Errorf("lease customers: %w", err)
+		}
+		maps.Copy(claims, got)
 	}
 	var calls []*item
 	for _, e := range emails {
@@ -182,15 +233,21 @@ func (b *batch) lease(ctx context.Context, emails []string) ([]*item, map[string
 // tried again.
 func (b *batch) drive(ctx context.Context) error {
 	emails := b.undecided()
+	if err := b.releaseIfOpen(ctx); err != nil {
+		return err
+	}
 	for len(emails) > 0 {
-		if err := b.w.waitCircuit(ctx); err != nil {
-			b.handBack(nil)
+		if err := b.w.waitCircuit(ctx, b.stopping); err != nil {
+			b.handBack(b.leasedItems(nil))
 			return err
 		}
 		leasedAt := time.Now() // no later than the leases start
+		if len(b.preLeased) > 0 {
+			leasedAt = b.leasedAt
+		}
 		calls, claims, err := b.lease(ctx, emails)
 		if err != nil {
-			b.handBack(nil)
+			b.handBack(calls)
 			return err
 		}
 		deferred := b.w.callCRM(ctx, calls, claims, leasedAt)
@@ -217,6 +274,37 @@ func (b *batch) drive(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// releaseIfOpen gives back the leases the inserts took when the circuit
+// opened since: the batch is about to wait, and their attempts must not
+// count meanwhile.
+func (b *batch) releaseIfOpen(ctx context.Context) error {
+	if len(b.preLeased) == 0 || b.w.breaker.State() != gobreaker.StateOpen {
+		return nil
+	}
+	emails := slices.Collect(maps.Keys(b.preLeased))
+	pre := b.leasedItems(nil)
+	b.preLeased = nil
+	if _, err := withDB(ctx, b.w, "release", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, b.w.store.Release(ctx, b.owner, emails)
+	}); err != nil {
+		b.handBack(pre)
+		return fmt.Errorf("release customers: %w", err)
+	}
+	return nil
+}
+
+// leasedItems lists the first item of every customer leased in claims, and
+// of every customer still holding the lease its insert took.
+func (b *batch) leasedItems(claims map[string]pgstore.Claim) []*item {
+	var its []*item
+	for _, c := range b.valid {
+		if cl, ok := claims[c.Email]; (ok && cl.Leased) || b.preLeased[c.Email] {
+			its = append(its, b.byEmail[c.Email][0])
+		}
+	}
+	return its
 }
 
 // giveBack releases the leases of the calls that were not made (a probing

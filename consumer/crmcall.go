@@ -133,12 +133,15 @@ func (w *worker) createCustomers(ctx context.Context, group []*item, claims map[
 
 // waitCircuit holds the batch while the CRM circuit is open. The breaker
 // moves to half-open on its own once the open period is over, and then lets
-// one call through as a probe.
-func (w *worker) waitCircuit(ctx context.Context) error {
+// one call through as a probe. A consumer asked to stop (stopping closed)
+// does not wait: nothing is in flight, the batch goes back to the queue.
+func (w *worker) waitCircuit(ctx context.Context, stopping <-chan struct{}) error {
 	for w.breaker.State() == gobreaker.StateOpen {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the CRM circuit to close: %w", context.Cause(ctx))
+		case <-stopping:
+			return errors.New("stopped while waiting for the CRM circuit to close")
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

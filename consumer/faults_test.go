@@ -395,3 +395,43 @@ func TestForcedShutdownKeepsAttemptsOnlyOfCallsMade(t *testing.T) {
 		require.True(t, reached, "%s was dead-lettered (%v) and the CRM never saw it", c.Email, d.Headers["x-death-reason"])
 	}
 }
+
+// While the circuit is open, customers stored meanwhile go in without a
+// lease: the workers waiting for the circuit count no attempt and hold
+// nobody, and a stop does not wait for the circuit.
+func TestCircuitOpenInsertsWithoutLease(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crmmock.DefaultConfig())
+	b.env["CONSUMER_CIRCUIT_FAILURES"] = "1"
+	b.env["CONSUMER_CIRCUIT_OPEN"] = "1h"
+	b.env["CONSUMER_PREFETCH"] = "8"
+	b.env["CONSUMER_BATCH_SIZE"] = "1" // eight runners, each may wait on the circuit
+	b.env["CONSUMER_SHUTDOWN_TIMEOUT"] = "1h"
+	b.crm.Outage(time.Hour)
+	b.publish(t, body(t, "first@example.com", 1))
+	stop := b.startWorker(t, "w1", nil)
+	require.Eventually(t, func() bool { return strings.Contains(b.logs.String(), "CRM circuit open") }, time.Minute, 5*time.Millisecond)
+
+	later := make([][]byte, 5)
+	for i := range later {
+		later[i] = body(t, fmt.Sprintf("later%d@example.com", i), i+2)
+	}
+	b.publish(t, later...)
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, b.store.Pool().QueryRow(t.Context(), `SELECT count(*) FROM customers WHERE email LIKE 'later%'`).Scan(&n))
+		return n == len(later)
+	}, time.Minute, 10*time.Millisecond)
+
+	var leased, attempts int
+	require.NoError(t, b.store.Pool().QueryRow(t.Context(),
+		`SELECT count(*) FILTER (WHERE crm_lease_owner IS NOT NULL), coalesce(sum(crm_attempts), 0) FROM customers WHERE email LIKE 'later%'`).Scan(&leased, &attempts))
+	require.Zero(t, leased, "customers stored while the circuit is open are not leased")
+	require.Zero(t, attempts, "nor is an attempt counted for them")
+	require.Equal(t, 1, b.crm.Stats().Failed, "only the call that opened the circuit was made")
+
+	// Asked to stop, the waiting batches go back at once, not after
+	// --shutdown-timeout (an hour here: the stop would not return).
+	stop()
+	require.Contains(t, b.logs.String(), "msg=stopped")
+}

@@ -52,8 +52,8 @@ func (w *worker) serve(ctx context.Context, pub *rabbit.Publisher, ch *amqp.Chan
 	})
 	defer stopAfter()
 
-	rs := startRunners(work, max(w.cfg.Prefetch/w.cfg.BatchSize, 1), w.cfg.Name, func(ctx context.Context, ds []amqp.Delivery, owner string) error {
-		return w.handle(ctx, pub, ds, owner)
+	rs := startRunners(work, max(w.cfg.Prefetch/w.cfg.BatchSize, 1), w.cfg.Name, func(work context.Context, ds []amqp.Delivery, owner string) error {
+		return w.handle(work, ctx.Done(), pub, ds, owner)
 	}, w.done)
 	defer func() {
 		grace := time.Duration(0)

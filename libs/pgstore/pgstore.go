@@ -255,6 +255,15 @@ type Inserted map[string]bool
 // that concurrent batches take their index locks in the same order and cannot
 // deadlock each other.
 func (s *Store) InsertNew(ctx context.Context, batch []customer.Customer) (Inserted, error) {
+	return s.InsertLeased(ctx, batch, "", 0)
+}
+
+// InsertLeased is InsertNew, and every customer it inserts comes with
+// owner's CRM lease for d and its first attempt counted, as Lease would
+// take them: a customer's first insert and its lease are one write. The
+// caller may call the CRM for the inserted emails at once, and must settle
+// or release them as after Lease. An empty owner takes no lease.
+func (s *Store) InsertLeased(ctx context.Context, batch []customer.Customer, owner string, d time.Duration) (Inserted, error) {
 	rows := slices.Clone(batch)
 	slices.SortFunc(rows, func(a, b customer.Customer) int { return compareStrings(a.Email, b.Email) })
 	rows = slices.CompactFunc(rows, func(a, b customer.Customer) bool { return a.Email == b.Email })
@@ -279,12 +288,22 @@ func (s *Store) InsertNew(ctx context.Context, batch []customer.Customer) (Inser
 		}
 		attrs[i] = b
 	}
+	// Without an owner, $10 is NULL and the lease columns keep their
+	// defaults: no lease, no attempt.
 	const q = `
-INSERT INTO customers (email, name, first_name, last_name, phone, attributes, source, source_row, import_id)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::bigint[], $9::text[])
+INSERT INTO customers (email, name, first_name, last_name, phone, attributes, source, source_row, import_id,
+                       crm_lease_owner, crm_lease_until, crm_attempts)
+SELECT u.*, $10::text,
+       CASE WHEN $10::text IS NOT NULL THEN now() + make_interval(secs => $11::float8) END,
+       CASE WHEN $10::text IS NOT NULL THEN 1 ELSE 0 END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::bigint[], $9::text[]) AS u
 ON CONFLICT (email) DO NOTHING
 RETURNING email`
-	res, err := s.pool.Query(ctx, q, emails, names, firsts, lasts, phones, attrs, sources, srcRows, importIDs)
+	var leaseOwner *string
+	if owner != "" {
+		leaseOwner = &owner
+	}
+	res, err := s.pool.Query(ctx, q, emails, names, firsts, lasts, phones, attrs, sources, srcRows, importIDs, leaseOwner, d.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("insert %d customers: %w", n, err)
 	}

@@ -159,6 +159,65 @@ func TestLeaseIsExclusiveAndSettles(t *testing.T) {
 	require.Equal(t, 2, claims["b@x.com"].Attempts)
 }
 
+// A first insert taken with its lease is leased as Lease would have left it:
+// others see it busy, its owner settles it, and a customer already stored
+// is not leased by the insert.
+func TestInsertLeasedTakesTheLeaseOfFirstInsertsOnly(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	_, err := s.InsertNew(t.Context(), []customer.Customer{{Email: "old@x.com"}})
+	require.NoError(t, err)
+
+	ins, err := s.InsertLeased(t.Context(), []customer.Customer{{Email: "old@x.com"}, {Email: "new@x.com", Name: "N"}}, "w1", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, pgstore.Inserted{"new@x.com": true}, ins)
+
+	other, err := s.Lease(t.Context(), []string{"old@x.com", "new@x.com"}, "w2", time.Minute)
+	require.NoError(t, err)
+	require.True(t, other["old@x.com"].Leased, "a customer stored before is not leased by the insert")
+	require.Equal(t, 1, other["old@x.com"].Attempts)
+	require.False(t, other["new@x.com"].Leased)
+	require.True(t, other["new@x.com"].Busy)
+	require.Equal(t, 1, other["new@x.com"].Attempts, "the insert counted the first attempt")
+
+	// Its owner takes it again without another attempt, and settles it.
+	mine, err := s.Lease(t.Context(), []string{"new@x.com"}, "w1", time.Minute)
+	require.NoError(t, err)
+	require.True(t, mine["new@x.com"].Leased)
+	require.Equal(t, 1, mine["new@x.com"].Attempts)
+	require.NoError(t, s.Settle(t.Context(), "w1", []pgstore.CRMResult{{Email: "new@x.com", State: pgstore.StateSynced, CRMID: "crm-1"}}))
+	var state string
+	var owner, until *string
+	require.NoError(t, s.Pool().QueryRow(t.Context(), `SELECT crm_state, crm_lease_owner, crm_lease_until::text FROM customers WHERE email = 'new@x.com'`).Scan(&state, &owner, &until))
+	require.Equal(t, "synced", state)
+	require.Nil(t, owner)
+	require.Nil(t, until)
+
+	// Released, the attempt is given back.
+	ins, err = s.InsertLeased(t.Context(), []customer.Customer{{Email: "later@x.com"}}, "w1", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, pgstore.Inserted{"later@x.com": true}, ins)
+	require.NoError(t, s.Release(t.Context(), "w1", []string{"later@x.com"}))
+	claims, err := s.Lease(t.Context(), []string{"later@x.com"}, "w2", time.Minute)
+	require.NoError(t, err)
+	require.True(t, claims["later@x.com"].Leased)
+	require.Equal(t, 1, claims["later@x.com"].Attempts)
+}
+
+// Without an owner, an insert leaves no lease behind.
+func TestInsertNewTakesNoLease(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	_, err := s.InsertNew(t.Context(), []customer.Customer{{Email: "a@x.com"}})
+	require.NoError(t, err)
+	var attempts int
+	var owner, until *string
+	require.NoError(t, s.Pool().QueryRow(t.Context(), `SELECT crm_attempts, crm_lease_owner, crm_lease_until::text FROM customers`).Scan(&attempts, &owner, &until))
+	require.Zero(t, attempts)
+	require.Nil(t, owner)
+	require.Nil(t, until)
+}
+
 func TestExpiredLeaseCanBeTaken(t *testing.T) {
 	t.Parallel()
 	s := open(t)
