@@ -244,14 +244,6 @@ func (s Services) store() pgstore.Config {
 	return pgstore.Config{URL: s.DatabaseURL, MaxConns: int32(min(s.DBMaxConns, 1<<20))} //nolint:gosec // bounded above
 }
 
-// workerStore is the worker's store: its statements all find customers by
-// email, whatever the planner's statistics say.
-func (s Services) workerStore() pgstore.Config {
-	c := s.store()
-	c.KeyedOnly = true
-	return c
-}
-
 // flags is one subcommand's flag set with the flags every subcommand has.
 type flags struct {
 	*envflag.Set

@@ -46,7 +46,7 @@ func (b *testBundle) startWorker(t *testing.T, name string, crashAt func(ctx con
 	}
 	cfg, _, err := parseWorker(nil, func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
-	store, err := pgstore.Open(t.Context(), cfg.workerStore())
+	store, err := pgstore.Open(t.Context(), cfg.store())
 	require.NoError(t, err)
 	client, err := openCRM(t.Context(), cfg, store)
 	require.NoError(t, err)

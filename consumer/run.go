@@ -137,7 +137,7 @@ func openCRM(ctx context.Context, cfg Config, store *pgstore.Store) (crm.CRM, er
 // cannot cure (a malformed URL, a database that does not exist, refused
 // credentials, a schema that is not migrated) fails at once.
 func openStore(ctx context.Context, s Services, logger *slog.Logger) (*pgstore.Store, error) {
-	return pgstore.OpenWaiting(ctx, s.workerStore(), func(err error) {
+	return pgstore.OpenWaiting(ctx, s.store(), func(err error) {
 		logger.Warn("PostgreSQL not reachable yet; retrying", "error", err)
 	})
 }

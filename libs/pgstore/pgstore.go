@@ -74,15 +74,6 @@ type Config struct {
 	Schema string
 	// MaxConns caps the pool. Default 8.
 	MaxConns int32
-	// KeyedOnly tells the planner that every statement on this pool finds
-	// its rows by key (the consumer's insert, lease, settle and release),
-	// so that it never reads the whole table for them (enable_seqscan =
-	// off; a seq scan is still taken where no index can serve). Without it,
-	// statistics that lag behind a table growing under an import make the
-	// planner scan the table on every settle of a batch: measured, settles of
-	// 256 rows taking 50 to 300 ms in the first 100,000 rows of an import.
-	// Not for pools that count or list by state (Counts).
-	KeyedOnly bool
 }
 
 func (c Config) withDefaults() Config {
@@ -111,9 +102,6 @@ func (c Config) connConfig() (*pgxpool.Config, error) {
 		pc.ConnConfig.RuntimeParams["search_path"] = c.Schema
 	}
 	pc.ConnConfig.RuntimeParams["application_name"] = "custimport"
-	if c.KeyedOnly {
-		pc.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
-	}
 	return pc, nil
 }
 

@@ -1,9 +1,7 @@
 package pgstore_test
 
 import (
-	"fmt"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -354,37 +352,4 @@ func TestLeaseReadsAnyAttributes(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, c["b@x.com"].Leased)
 	require.Equal(t, map[string]string{"vip": "true", "score": "7", "tag": "x"}, c["b@x.com"].Customer.Attributes)
-}
-
-// A keyed-only pool settles a batch through the email index even on a
-// table the planner has no statistics for: a table filled by an import that
-// autovacuum has not analyzed yet.
-func TestKeyedOnlySettlesByIndexWithoutStatistics(t *testing.T) {
-	t.Parallel()
-	cfg := testenv.MigratedPostgres(t)
-	cfg.KeyedOnly = true
-	s, err := pgstore.Open(t.Context(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(s.Close)
-
-	batch := make([]customer.Customer, 20000)
-	for i := range batch {
-		batch[i] = customer.Customer{Email: fmt.Sprintf("c%d@x.com", i)}
-	}
-	_, err = s.InsertLeased(t.Context(), batch, "w1", time.Minute)
-	require.NoError(t, err)
-	settled := make([]string, 256) // a batch
-	for i := range settled {
-		settled[i] = batch[i].Email
-	}
-
-	// The settle's shape: rows of an unnest joined by email, filtered by
-	// state and lease owner.
-	rows, err := s.Pool().Query(t.Context(), `EXPLAIN SELECT c.id FROM customers c
-JOIN unnest($1::text[]) AS o(email) ON c.email = o.email
-WHERE c.crm_state = 'pending' AND c.crm_lease_owner = $2`, settled, "w1")
-	require.NoError(t, err)
-	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	require.NoError(t, err)
-	require.NotContains(t, strings.Join(plan, "\n"), "Seq Scan on customers")
 }
