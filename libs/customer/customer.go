@@ -124,13 +124,26 @@ func (c Customer) Validate() error {
 	if len(c.Attributes) > MaxAttributes {
 		return fmt.Errorf("%w: %d attributes, at most %d", ErrInvalid, len(c.Attributes), MaxAttributes)
 	}
-	for _, k := range slices.Sorted(maps.Keys(c.Attributes)) {
-		if p := textProblem(k); p != "" {
-			return &FieldError{Field: k, Attribute: true, Problem: "has a name that " + p}
+	// The names are sorted only to say which fault comes first, so only
+	// when there is one.
+	for k, v := range c.Attributes {
+		if attributeProblem(k, v) != nil {
+			for _, k := range slices.Sorted(maps.Keys(c.Attributes)) {
+				if err := attributeProblem(k, c.Attributes[k]); err != nil {
+					return err
+				}
+			}
 		}
-		if p := textProblem(c.Attributes[k]); p != "" {
-			return &FieldError{Field: k, Attribute: true, Problem: p}
-		}
+	}
+	return nil
+}
+
+func attributeProblem(k, v string) error {
+	if p := textProblem(k); p != "" {
+		return &FieldError{Field: k, Attribute: true, Problem: "has a name that " + p}
+	}
+	if p := textProblem(v); p != "" {
+		return &FieldError{Field: k, Attribute: true, Problem: p}
 	}
 	return nil
 }
@@ -181,7 +194,7 @@ func ValidateEmail(email string) error {
 		return emailProblem("%q has a misplaced dot in its local part", email)
 	}
 	for _, r := range local {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`"(),:;<>[\]`, r) {
+		if badInLocal(r) {
 			return emailProblem("%q has %q in its local part", email, r)
 		}
 	}
@@ -193,13 +206,37 @@ func ValidateEmail(email string) error {
 			return emailProblem("%q has a malformed domain", email)
 		}
 		for _, r := range label {
-			if r != '-' && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			if badInDomain(r) {
 				return emailProblem("%q has %q in its domain", email, r)
 			}
 		}
 	}
 	return nil
 }
+
+func badInLocal(r rune) bool {
+	if r < utf8.RuneSelf {
+		return asciiBadInLocal[r]
+	}
+	return unicode.IsSpace(r) || unicode.IsControl(r)
+}
+
+func badInDomain(r rune) bool {
+	if r < utf8.RuneSelf {
+		return asciiBadInDomain[r]
+	}
+	return !unicode.IsLetter(r) && !unicode.IsDigit(r)
+}
+
+// The ASCII answers of the email checks, looked up rather than worked out
+// for each character of each email.
+var asciiBadInLocal, asciiBadInDomain = func() (local, domain [utf8.RuneSelf]bool) {
+	for r := range rune(utf8.RuneSelf) {
+		local[r] = unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`"(),:;<>[\]`, r)
+		domain[r] = r != '-' && !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	}
+	return local, domain
+}()
 
 // replacementsIn counts the U+FFFD in a JSON text, written as such or as a
 // \ufffd escape: at most what decoding it can give without altering it.
@@ -269,12 +306,16 @@ func Decode(body []byte) (Customer, error) {
 	if !utf8.Valid(body) {
 		return Customer{}, fmt.Errorf("%w: body is not valid UTF-8 (at byte %d)", ErrInvalid, invalidAt(body))
 	}
-	var c Customer
-	if err := json.Unmarshal(body, &c); err != nil {
-		return Customer{}, fmt.Errorf("%w: body is not a customer JSON object: %w", ErrInvalid, err)
-	}
-	if c.replacements() > replacementsIn(body) {
-		return Customer{}, fmt.Errorf("%w: body holds a \\u escape that is not a character (a lone surrogate)", ErrInvalid)
+	// Most bodies are as Encode writes them and need no reflection; a body
+	// parsePlain takes has no escape, so no U+FFFD can have been made up.
+	c, plain := parsePlain(body)
+	if !plain {
+		if err := json.Unmarshal(body, &c); err != nil {
+			return Customer{}, fmt.Errorf("%w: body is not a customer JSON object: %w", ErrInvalid, err)
+		}
+		if c.replacements() > replacementsIn(body) {
+			return Customer{}, fmt.Errorf("%w: body holds a \\u escape that is not a character (a lone surrogate)", ErrInvalid)
+		}
 	}
 	c = c.Normalize()
 	if err := c.Validate(); err != nil {
