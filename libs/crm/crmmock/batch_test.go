@@ -166,3 +166,36 @@ func TestPeakPerSecond(t *testing.T) {
 		require.Equal(t, 10, st.Requests+st.BatchRequests)
 	})
 }
+
+// BenchmarkBatch measures the handler alone on batches of 100 new
+// customers, as the consumer sends them, so the key and customer maps grow
+// as they do in a long import. It reports the cost per customer; making
+// the request is not counted.
+func BenchmarkBatch(b *testing.B) {
+	const size = 100
+	mock := crmmock.New(crmmock.DefaultConfig(), nil)
+	n := 0
+	var body strings.Builder
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		body.Reset()
+		body.WriteString(`{"customers":[`)
+		for i := range size {
+			n++
+			if i > 0 {
+				body.WriteByte(',')
+			}
+			fmt.Fprintf(&body, `{"email":"user%d@example.com","name":"User %d","first_name":"User","last_name":"%d","phone":"+1-555-912-2853","attributes":{"company":"Globex"},"idempotency_key":"%032x"}`, n, n, n, n)
+		}
+		body.WriteString(`]}`)
+		req := httptest.NewRequestWithContext(b.Context(), http.MethodPost, "/customers/batch", strings.NewReader(body.String()))
+		rec := httptest.NewRecorder()
+		b.StartTimer()
+		mock.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/customer")
+}

@@ -45,9 +45,18 @@ type createRequest struct {
 // client never holds up the others.
 type reply struct {
 	status     int
-	body       map[string]string
+	body       replyBody
 	retryAfter int // seconds; 0 = no header
 	replayed   bool
+}
+
+// replyBody is the JSON object of an answer. Its fields are in the order of
+// their names and never set empty, so it is written byte for byte as the
+// map of the same keys would be, without a map made for every customer.
+type replyBody struct {
+	Email string `json:"email,omitempty"`
+	Error string `json:"error,omitempty"`
+	ID    string `json:"id,omitempty"`
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
@@ -78,8 +87,10 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	if rep.replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	s.logger.DebugContext(ctx, "customer request",
-		slog.String("idempotency_key", key), slog.Int("status", rep.status), slog.Bool("replayed", rep.replayed))
+	if s.logger.Enabled(ctx, slog.LevelDebug) {
+		s.logger.DebugContext(ctx, "customer request",
+			slog.String("idempotency_key", key), slog.Int("status", rep.status), slog.Bool("replayed", rep.replayed))
+	}
 	writeJSON(w, rep.status, rep.body)
 }
 
@@ -92,11 +103,11 @@ func (s *Server) decide(auth, key string, raw []byte, readErr error) reply {
 	}
 	if s.cfg.CustomerFailRate > 0 && s.rng.Float64() < s.cfg.CustomerFailRate {
 		s.stats.Failed++
-		return reply{status: http.StatusServiceUnavailable, body: map[string]string{"error": "service unavailable (injected for this customer)"}}
+		return reply{status: http.StatusServiceUnavailable, body: replyBody{Error: "service unavailable (injected for this customer)"}}
 	}
 	if key == "" {
 		s.stats.Rejected++
-		return reply{status: http.StatusBadRequest, body: map[string]string{"error": "Idempotency-Key header is required"}}
+		return reply{status: http.StatusBadRequest, body: replyBody{Error: "Idempotency-Key header is required"}}
 	}
 	req, invalid := parseCreate(raw, readErr)
 	rep, created := s.createOne(key, req, invalid)
@@ -113,7 +124,7 @@ func (s *Server) admit(auth string) (reply, bool) {
 		s.stats.Failed++
 		return reply{
 			status:     http.StatusServiceUnavailable,
-			body:       map[string]string{"error": "service unavailable (outage)"},
+			body:       replyBody{Error: "service unavailable (outage)"},
 			retryAfter: int(math.Ceil(wait.Seconds())),
 		}, false
 	}
@@ -125,18 +136,18 @@ func (s *Server) admit(auth string) (reply, bool) {
 			s.stats.RateLimited++
 			return reply{
 				status:     http.StatusTooManyRequests,
-				body:       map[string]string{"error": "rate limit exceeded"},
+				body:       replyBody{Error: "rate limit exceeded"},
 				retryAfter: max(1, int(math.Ceil(wait.Seconds()))),
 			}, false
 		}
 	}
 	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(auth), []byte("Bearer "+s.cfg.Token)) != 1 {
 		s.stats.Rejected++
-		return reply{status: http.StatusUnauthorized, body: map[string]string{"error": "missing or wrong bearer token"}}, false
+		return reply{status: http.StatusUnauthorized, body: replyBody{Error: "missing or wrong bearer token"}}, false
 	}
 	if s.cfg.FailRate > 0 && s.rng.Float64() < s.cfg.FailRate {
 		s.stats.Failed++
-		return reply{status: http.StatusServiceUnavailable, body: map[string]string{"error": "service unavailable (injected)"}}, false
+		return reply{status: http.StatusServiceUnavailable, body: replyBody{Error: "service unavailable (injected)"}}, false
 	}
 	return reply{}, true
 }
@@ -153,7 +164,7 @@ func (s *Server) loseReply() bool {
 }
 
 func lostReply() reply {
-	return reply{status: http.StatusServiceUnavailable, body: map[string]string{"error": "service unavailable (injected after create)"}}
+	return reply{status: http.StatusServiceUnavailable, body: replyBody{Error: "service unavailable (injected after create)"}}
 }
 
 // createOne creates one customer under key, or replays what key got first.
@@ -165,7 +176,7 @@ func (s *Server) createOne(key string, req createRequest, invalid answerKind) (r
 		if prev.email != "" && email != "" && prev.email != email {
 			s.stats.Rejected++
 			s.logger.Warn("idempotency key reused for another email", slog.String("idempotency_key", key))
-			return reply{status: http.StatusUnprocessableEntity, body: map[string]string{"error": "Idempotency-Key was used for another customer"}}, false
+			return reply{status: http.StatusUnprocessableEntity, body: replyBody{Error: "Idempotency-Key was used for another customer"}}, false
 		}
 		s.stats.Replays++
 		if rec, ok := s.customers[prev.email]; ok {
@@ -229,11 +240,11 @@ func (s *Server) createOne(key string, req createRequest, invalid answerKind) (r
 func (s *Server) answer(e keyEntry) reply {
 	switch e.kind {
 	case answerCreated:
-		return reply{status: http.StatusCreated, body: map[string]string{"id": formatID(e.id), "email": e.email}}
+		return reply{status: http.StatusCreated, body: replyBody{ID: formatID(e.id), Email: e.email}}
 	case answerConflict:
-		return reply{status: http.StatusConflict, body: map[string]string{"error": answerMessages[e.kind], "id": formatID(e.id)}}
+		return reply{status: http.StatusConflict, body: replyBody{Error: answerMessages[e.kind], ID: formatID(e.id)}}
 	default:
-		return reply{status: http.StatusUnprocessableEntity, body: map[string]string{"error": answerMessages[e.kind]}}
+		return reply{status: http.StatusUnprocessableEntity, body: replyBody{Error: answerMessages[e.kind]}}
 	}
 }
 
@@ -249,14 +260,19 @@ func parseCreate(raw []byte, readErr error) (createRequest, answerKind) {
 	if err := json.Unmarshal(raw, &req); err != nil {
 		return req, answerInvalidJSON
 	}
+	return req, checkCreate(req)
+}
+
+// checkCreate says why a decoded creation body is invalid, or 0.
+func checkCreate(req createRequest) answerKind {
 	email := strings.TrimSpace(req.Email)
 	switch {
 	case email == "":
-		return req, answerMissingEmail
+		return answerMissingEmail
 	case strings.Count(email, "@") != 1 || strings.HasPrefix(email, "@") || strings.HasSuffix(email, "@"):
-		return req, answerBadEmail
+		return answerBadEmail
 	}
-	return req, 0
+	return 0
 }
 
 func domainOf(email string) string {

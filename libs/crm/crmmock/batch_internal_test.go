@@ -1,0 +1,91 @@
+package crmmock
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// parseBatchOneByOne is how a batch body was decoded before parseBatch: the
+// list as raw JSON, then each customer twice, for its key and for its body.
+func parseBatchOneByOne(raw []byte) []batchCustomer {
+	var req batchRequest
+	if json.Unmarshal(raw, &req) != nil {
+		return nil
+	}
+	out := make([]batchCustomer, len(req.Customers))
+	for i, one := range req.Customers {
+		var key struct {
+			IdempotencyKey string `json:"idempotency_key"`
+		}
+		if json.Unmarshal(one, &key) != nil || key.IdempotencyKey == "" {
+			continue
+		}
+		out[i].key = key.IdempotencyKey
+		out[i].req, out[i].invalid = parseCreate(one, nil)
+	}
+	return out
+}
+
+var batchBodies = []string{
+	`{"customers":[{"email":"a@b.com","name":"A","attributes":{"k":"v"},"idempotency_key":"k1"},{"email":"c@d.com","idempotency_key":"k2"}]}`,
+	`{"customers":[]}`,
+	`{"customers":null}`,
+	`{}`,
+	`{"customers":[null,{"email":"a@b.com"}]}`,
+	`{"customers":[{"email":"a@b.com","idempotency_key":5}]}`,
+	`{"customers":[{"email":5,"idempotency_key":"k"},{"email":"ok@b.com","idempotency_key":"k2"}]}`,
+	`{"customers":["x",{"email":"a@b.com","idempotency_key":"k"}]}`,
+	`{"customers":[{"email":"no-at","idempotency_key":"k"},{"email":"","idempotency_key":"k2"},{"idempotency_key":"k3"}]}`,
+	`{"customers":[{"EMAIL":"a@b.com","Idempotency_Key":"k","other":[1,2]}]}`,
+	`{"customers":[{"email":"a@b.com","idempotency_key":"k","attributes":{"n":1}}]}`,
+	`{"customers":5}`,
+	`{"customers":[{"email":"a@b.com","idempotency_key":"k"}]`,
+	`[]`,
+	`not json`,
+}
+
+func TestParseBatchAsOneByOne(t *testing.T) {
+	t.Parallel()
+	for _, body := range batchBodies {
+		require.Equal(t, parseBatchOneByOne([]byte(body)), parseBatch([]byte(body)), body)
+	}
+}
+
+func FuzzParseBatch(f *testing.F) {
+	for _, body := range batchBodies {
+		f.Add([]byte(body))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		require.Equal(t, parseBatchOneByOne(raw), parseBatch(raw))
+	})
+}
+
+// A reply's body is written as the map it replaced would be.
+func TestReplyBodyAsMap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		body replyBody
+		m    map[string]string
+	}{
+		{replyBody{ID: "cus_00000001", Email: "a@b.com"}, map[string]string{"id": "cus_00000001", "email": "a@b.com"}},
+		{replyBody{Error: "customer already exists", ID: "cus_00000002"}, map[string]string{"error": "customer already exists", "id": "cus_00000002"}},
+		{replyBody{Error: "rate limit exceeded"}, map[string]string{"error": "rate limit exceeded"}},
+	} {
+		got, err := json.Marshal(tc.body)
+		require.NoError(t, err)
+		want, err := json.Marshal(tc.m)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(got))
+	}
+}
+
+func TestFormatID(t *testing.T) {
+	t.Parallel()
+	for _, n := range []uint32{0, 1, 9, 10, 12345678, 99999999, 100000000, 123456789, math.MaxUint32} {
+		require.Equal(t, fmt.Sprintf("cus_%08d", n), formatID(n))
+	}
+}
