@@ -181,7 +181,8 @@ func (c *Client) CreateCustomer(ctx context.Context, idempotencyKey string, cust
 	if idempotencyKey == "" {
 		return Result{}, errors.New("create customer: idempotency key is empty")
 	}
-	resp, done, err := c.post(ctx, "create customer", c.customers, cust, idempotencyKey) //nolint:bodyclose // done drains and closes it
+	body := appendCustomer(make([]byte, 0, batchBodySize([]Request{{Customer: cust}})), cust, nil)
+	resp, done, err := c.postBody(ctx, "create customer", c.customers, body, idempotencyKey) //nolint:bodyclose // done drains and closes it
 	if err != nil {
 		return Result{}, err
 	}
@@ -226,7 +227,7 @@ func (c *Client) Create(ctx context.Context, reqs []Request) ([]Answer, error) {
 }
 
 // batchCustomer is one customer of a batch request: the single call's body
-// and its key.
+// and its key. appendBatch writes it; this type says what it writes.
 type batchCustomer struct {
 	Customer
 	IdempotencyKey string `json:"idempotency_key"`
@@ -247,16 +248,13 @@ const maxBatchReply = 4 << 20
 // client sends at most that many per request from then on.
 func (c *Client) sendBatch(ctx context.Context, reqs []Request) ([]Answer, error) {
 	const op = "create customers"
-	body := struct {
-		Customers []batchCustomer `json:"customers"`
-	}{Customers: make([]batchCustomer, len(reqs))}
-	for i, r := range reqs {
+	for _, r := range reqs {
 		if r.Key == "" {
 			return nil, fmt.Errorf("%s: idempotency key of %s is empty", op, r.Customer.Email)
 		}
-		body.Customers[i] = batchCustomer{Customer: r.Customer, IdempotencyKey: r.Key}
 	}
-	resp, done, err := c.post(ctx, op, c.batch, body, "") //nolint:bodyclose // done drains and closes it
+	body := appendBatch(make([]byte, 0, batchBodySize(reqs)), reqs)
+	resp, done, err := c.postBody(ctx, op, c.batch, body, "") //nolint:bodyclose // done drains and closes it
 	if err != nil {
 		return nil, err
 	}

@@ -49,6 +49,11 @@ func (c *poster) post(ctx context.Context, op, url string, v any, key string) (*
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: encode body: %w", op, err)
 	}
+	return c.postBody(ctx, op, url, body, key)
+}
+
+// postBody is post with the body already encoded.
+func (c *poster) postBody(ctx context.Context, op, url string, body []byte, key string) (*http.Response, func(), error) {
 	if err := waitTurn(ctx, c.cfg.Limiter, op); err != nil {
 		return nil, nil, err
 	}
