@@ -31,10 +31,13 @@ const (
 type metrics struct {
 	reg *prometheus.Registry
 
-	received     prometheus.Counter
-	inserted     prometheus.Counter
-	duplicates   prometheus.Counter
-	crmCalls     *prometheus.CounterVec
+	received   prometheus.Counter
+	inserted   prometheus.Counter
+	duplicates prometheus.Counter
+	crmCalls   *prometheus.CounterVec
+	// crmCallsBy holds crmCalls' counter of each outcome, looked up once
+	// rather than for every customer called.
+	crmCallsBy   map[string]prometheus.Counter
 	crmLatency   prometheus.Histogram
 	retries      prometheus.Counter
 	deadLettered *prometheus.CounterVec
@@ -112,8 +115,9 @@ func newMetrics() *metrics {
 	)
 	// Series that exist from the start: a rate() over a counter that
 	// appears only on its first increment misses that increment.
+	m.crmCallsBy = map[string]prometheus.Counter{}
 	for _, o := range []string{crmSynced, crmExisted, crmReplayed, crmRejected, crmTransient} {
-		m.crmCalls.WithLabelValues(o)
+		m.crmCallsBy[o] = m.crmCalls.WithLabelValues(o)
 	}
 	for _, r := range []string{reasonInvalidMessage, reasonDatabaseRejected, reasonCRMRejected, reasonCRMExhausted} {
 		m.deadLettered.WithLabelValues(r)
@@ -159,7 +163,7 @@ func (m *metrics) crmCall(res crm.Result, err error, took time.Duration) {
 	}
 	m.crmLatency.Observe(took.Seconds())
 	label := crmCallLabel(res, err)
-	m.crmCalls.WithLabelValues(label).Inc()
+	m.crmCallsBy[label].Inc()
 	if label != crmRejected && label != crmTransient {
 		m.progress.synced.Add(1)
 	}
