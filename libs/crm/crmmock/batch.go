@@ -127,10 +127,15 @@ func (s *Server) decideBatch(auth string, customers []batchCustomer, readErr err
 }
 
 // parseBatch decodes a batch body; nil when it is not {"customers": [...]}
-// (or the list is empty). A body whose customers are all objects of the
-// expected types takes one pass of encoding/json; any other takes the
-// customers one by one, as raw JSON, so that each is answered for itself.
+// (or the list is empty). A body as package crm writes it for ordinary
+// customers is read without reflection (parsePlainBatch); one whose
+// customers are all objects of the expected types takes one pass of
+// encoding/json; any other takes the customers one by one, as raw JSON, so
+// that each is answered for itself.
 func parseBatch(raw []byte) []batchCustomer {
+	if out, ok := parsePlainBatch(raw); ok {
+		return out
+	}
 	var wire wireBatch
 	if json.Unmarshal(raw, &wire) == nil {
 		out := make([]batchCustomer, len(wire.Customers))

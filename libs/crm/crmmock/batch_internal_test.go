@@ -61,6 +61,7 @@ func FuzzParseBatch(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		require.Equal(t, parseBatchOneByOne(raw), parseBatch(raw))
+		requirePlainAgrees(t, raw)
 	})
 }
 
@@ -88,4 +89,30 @@ func TestFormatID(t *testing.T) {
 	for _, n := range []uint32{0, 1, 9, 10, 12345678, 99999999, 100000000, 123456789, math.MaxUint32} {
 		require.Equal(t, fmt.Sprintf("cus_%08d", n), formatID(n))
 	}
+}
+
+// What parsePlainBatch takes, encoding/json decodes the same.
+func TestParsePlainBatchAsEncodingJSON(t *testing.T) {
+	t.Parallel()
+	plain := []string{
+		batchBodies[0], batchBodies[1], batchBodies[3], batchBodies[8],
+		` { "customers" : [ { "email" : "a@b.com" , "idempotency_key" : "k" , "attributes" : { } } ] } `,
+		`{"customers":[{"email":"a@b.com","attributes":{"k":"1","k":"2"},"idempotency_key":"k"},{}]}`,
+	}
+	for _, body := range plain {
+		_, ok := parsePlainBatch([]byte(body))
+		require.True(t, ok, body)
+	}
+	for _, body := range append(plain, batchBodies...) {
+		requirePlainAgrees(t, []byte(body))
+	}
+}
+
+func requirePlainAgrees(t *testing.T, raw []byte) {
+	t.Helper()
+	got, ok := parsePlainBatch(raw)
+	if !ok {
+		return
+	}
+	require.Equal(t, parseBatchOneByOne(raw), got, "%s", raw)
 }
