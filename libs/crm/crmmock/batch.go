@@ -3,7 +3,6 @@ package crmmock
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -54,7 +53,7 @@ type batchResult struct {
 
 func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	raw, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBatchBody))
+	raw, readErr := readBody(w, r, maxBatchBody)
 	// Decoded before the lock is taken: that is most of a request's work,
 	// and the other requests need not wait for it.
 	var customers []batchCustomer

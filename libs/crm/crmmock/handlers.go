@@ -4,7 +4,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -64,7 +63,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 
 	// Read the body first: only then does net/http watch the connection and
 	// cancel ctx when the client hangs up during the latency wait.
-	raw, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	raw, readErr := readBody(w, r, maxBody)
 	key := r.Header.Get("Idempotency-Key")
 
 	s.mu.Lock()
