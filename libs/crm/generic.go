@@ -276,9 +276,7 @@ func (c *Client) sendBatch(ctx context.Context, reqs []Request) ([]Answer, error
 		return nil, c.statusError(ctx, op, resp)
 	}
 
-	var reply struct {
-		Results []batchResult `json:"results"`
-	}
+	var reply batchReply
 	if err := c.readReply(ctx, op, resp, &reply); err != nil {
 		return nil, err
 	}

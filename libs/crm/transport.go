@@ -91,6 +91,11 @@ func (c *poster) readReply(ctx context.Context, op string, resp *http.Response, 
 	if err != nil {
 		return transportError(ctx, op+": read answer", c.cfg.Timeout, err)
 	}
+	// A reply that says how to read itself without reflection, and can,
+	// needs no encoding/json.
+	if plain, ok := v.(interface{ decodePlain([]byte) bool }); ok && plain.decodePlain(raw) {
+		return nil
+	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		return &TransportError{Op: op, Err: fmt.Errorf("answer is not a batch result: %s", truncateBody(raw))}
 	}
