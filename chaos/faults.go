@@ -41,7 +41,12 @@ var faultWeights = []struct {
 	{faultCRM429, 1},
 }
 
-// injector injects faults at seeded random moments.
+// injector injects faults at points of the import: the i-th of n once
+// i/(n+1) of the customers are done, and at least a seeded random gap
+// (gapMin to gapMax) after the one before. Paced by the import's progress,
+// not by the clock alone, every fault strikes while the import runs on a
+// fast machine as on a busy one; the gap keeps two faults from landing in
+// the same instant.
 type injector struct {
 	h      *harness
 	fleet  *fleet
@@ -49,6 +54,9 @@ type injector struct {
 	n      int
 	gapMin time.Duration
 	gapMax time.Duration
+	// done returns the fraction of the expected customers that are done
+	// (synced, rejected or failed).
+	done func(context.Context) (float64, error)
 
 	mu    sync.Mutex
 	count map[faultKind]int
@@ -89,16 +97,39 @@ func (in *injector) run(ctx context.Context) {
 		// again, and the import goes on meanwhile.
 		nodes.Go(func() { in.stopNodes(ctx) })
 	}
-	for _, kind := range in.schedule() {
+	schedule := in.schedule()
+	for i, kind := range schedule {
 		gap := in.gapMin + time.Duration(in.rng.Int64N(int64(in.gapMax-in.gapMin)+1))
 		select {
 		case <-time.After(gap):
 		case <-ctx.Done():
 			return
 		}
+		if !in.waitDone(ctx, float64(i+1)/float64(len(schedule)+1)) {
+			return
+		}
 		in.inject(ctx, kind)
 	}
 	in.h.logger.Info("every scheduled fault injected")
+}
+
+// waitDone waits until at least the fraction at of the customers is done;
+// false when ctx ended first.
+func (in *injector) waitDone(ctx context.Context, at float64) bool {
+	for {
+		done, err := in.done(ctx)
+		if err != nil {
+			in.h.logger.Warn("progress for the next fault", "err", err)
+		}
+		if err == nil && done >= at {
+			return true
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 func (in *injector) inject(ctx context.Context, kind faultKind) {

@@ -141,13 +141,20 @@ func (h *harness) chaos(runCtx, ctx context.Context) (*observed, error) {
 		o.MainRun, prodErr = h.importFile(runCtx, "producer", mainFile, killAt)
 	})
 
-	// Gaps short enough that every kind of fault strikes while a fast
-	// import still runs (50,000 rows take well under a minute here).
-	gapMin, gapMax := time.Second, 2500*time.Millisecond
+	// Faults are paced by the import's progress (see injector); the gaps
+	// only keep them apart.
+	gapMin, gapMax := 200*time.Millisecond, time.Second
 	if cfg.Short {
-		gapMin, gapMax = 500*time.Millisecond, 1500*time.Millisecond
+		gapMin, gapMax = 100*time.Millisecond, 500*time.Millisecond
 	}
-	inj := &injector{h: h, fleet: f, rng: rand.New(rand.NewPCG(seed+1, seed^0xC0FFEE)), n: cfg.Faults, gapMin: gapMin, gapMax: gapMax}
+	inj := &injector{
+		h: h, fleet: f, rng: rand.New(rand.NewPCG(seed+1, seed^0xC0FFEE)), n: cfg.Faults, gapMin: gapMin, gapMax: gapMax,
+		done: func(ctx context.Context) (float64, error) {
+			var n int64
+			err := h.pool.QueryRow(ctx, `SELECT count(*) FROM customers WHERE crm_state <> 'pending'`).Scan(&n)
+			return float64(n) / float64(want), err
+		},
+	}
 	chaosCtx, stopChaos := context.WithCancel(runCtx)
 	var chaos sync.WaitGroup
 	chaos.Go(func() { inj.run(chaosCtx) })
