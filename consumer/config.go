@@ -313,7 +313,7 @@ func (f *flags) bindWorker(c *Config) {
 	f.Int(&c.CRMBurst, "crm-burst", "CRM_BURST", 0, "most CRM requests in any burst/rate seconds")
 	f.DefaultText("crm-burst", "the rate")
 	f.Int(&c.Prefetch, "prefetch", "CONSUMER_PREFETCH", d.Prefetch, "deliveries held at once")
-	f.Int(&c.BatchSize, "batch-size", "CONSUMER_BATCH_SIZE", 0, "deliveries per batch (one insert, one lease, one write of CRM results); prefetch/batch-size batches run side by side")
+	f.Int(&c.BatchSize, "batch-size", "CONSUMER_BATCH_SIZE", 0, "deliveries per batch (one insert, which leases first inserts, one lease of the others, one write of CRM results); prefetch/batch-size batches run side by side")
 	f.DefaultText("batch-size", "256, or --prefetch if smaller")
 	f.Duration(&c.BatchWait, "batch-wait", "CONSUMER_BATCH_WAIT", d.BatchWait, "how long a batch waits to fill after its first delivery")
 	f.Int(&c.MaxAttempts, "max-attempts", "CONSUMER_MAX_ATTEMPTS", 0, "CRM attempts per customer before it is dead-lettered")
