@@ -1,6 +1,7 @@
 package pgstore_test
 
 import (
+	"fmt"
 	"net/url"
 	"sync"
 	"testing"
@@ -352,4 +353,46 @@ func TestLeaseReadsAnyAttributes(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, c["b@x.com"].Leased)
 	require.Equal(t, map[string]string{"vip": "true", "score": "7", "tag": "x"}, c["b@x.com"].Customer.Attributes)
+}
+
+// Settling a batch rewrites every row of its pages once: the new versions
+// must fit beside the old ones (migration 00005), so that the settle is a
+// heap-only update and adds nothing to the table's indexes.
+func TestSettledRowsStayOnTheirPage(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	const n = 2048
+	pageOf := func() map[string]string {
+		rows, err := s.Pool().Query(t.Context(), `SELECT email, (ctid::text::point)[0]::text FROM customers`)
+		require.NoError(t, err)
+		pages := map[string]string{}
+		var email, page string
+		_, err = pgx.ForEachRow(rows, []any{&email, &page}, func() error { pages[email] = page; return nil })
+		require.NoError(t, err)
+		return pages
+	}
+	for b := range n / 256 {
+		batch := make([]customer.Customer, 256)
+		results := make([]pgstore.CRMResult, 256)
+		for i := range batch {
+			e := fmt.Sprintf("customer%05d@example.com", b*256+i)
+			batch[i] = customer.Customer{
+				Email: e, Name: "Jon Doe", FirstName: "Jon", LastName: "Doe", Phone: "+1 212 555 1234",
+				Attributes: map[string]string{"company": "Globex"}, Source: "customers.csv#0123abcd", Row: int64(b*256 + i + 1),
+			}
+			results[i] = pgstore.CRMResult{Email: e, State: pgstore.StateSynced, CRMID: fmt.Sprintf("cus_%08d", b*256+i)}
+		}
+		_, err := s.InsertLeased(t.Context(), batch, "w1", time.Minute)
+		require.NoError(t, err)
+		before := pageOf()
+		require.NoError(t, s.Settle(t.Context(), "w1", results))
+		after := pageOf()
+		moved := 0
+		for _, r := range results {
+			if before[r.Email] != after[r.Email] {
+				moved++
+			}
+		}
+		require.LessOrEqual(t, moved, 256/20, "batch %d: %d of 256 settled rows left their page", b, moved)
+	}
 }
