@@ -1,7 +1,10 @@
 package csvsource
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -218,4 +221,207 @@ func guessColumns(first []string) ([]string, error) {
 // colName names the column at 0-based index i.
 func colName(i int) string {
 	return "col" + strconv.Itoa(i+1)
+}
+
+// Mapped is a record's values by canonical column. A column the file does not
+// have is empty. Attributes holds the other non-empty values by column name
+// and is nil when there are none.
+type Mapped struct {
+	Email      string
+	Name       string
+	FirstName  string
+	LastName   string
+	Phone      string
+	Attributes map[string]string
+}
+
+// readLayout reads the header, or the first data record when the header or
+// the columns depend on it, and decides the columns.
+func (r *Reader) readLayout(cfg Config) error {
+	var first *result
+	if cfg.Header != HeaderNo || len(cfg.Columns) == 0 {
+		res, err := r.read()
+		switch {
+		case errors.Is(err, io.EOF):
+		case err != nil:
+			return fmt.Errorf("read first record: %w", err)
+		default:
+			first = &res
+		}
+	}
+
+	var header []string
+	switch cfg.Header {
+	case HeaderYes:
+		r.layout.HasHeader = true
+		if first != nil {
+			if first.cause != nil {
+				return fmt.Errorf("read header (line %d): %w", first.rec.Line, explain(first.cause))
+			}
+			header = first.rec.Fields
+		}
+	case HeaderAuto:
+		r.layout.HeaderDetected = true
+		if first != nil && first.cause == nil && looksLikeHeader(first.rec.Fields) {
+			r.layout.HasHeader = true
+			header = first.rec.Fields
+		} else {
+			r.pending = first
+			// Data for sure only when it holds an email.
+			r.layout.HeaderAmbiguous = first != nil && (first.cause != nil || !slices.ContainsFunc(first.rec.Fields, func(f string) bool { return strings.Contains(f, "@") }))
+		}
+	default: // HeaderNo
+		r.pending = first
+	}
+
+	r.layout.Header = header
+	var err error
+	switch {
+	case len(cfg.Columns) > 0:
+		r.layout.Columns, err = flagColumns(cfg.Columns)
+		r.layout.ColumnsFrom = ColumnsFromFlag
+	case header != nil:
+		r.layout.Columns, err = headerColumns(header)
+		r.layout.ColumnsFrom = ColumnsFromHeader
+	case r.pending != nil:
+		if r.pending.cause != nil {
+			return fmt.Errorf("guess columns from the first record (line %d): %w", r.pending.rec.Line, explain(r.pending.cause))
+		}
+		r.layout.Columns, err = guessColumns(r.pending.rec.Fields)
+		r.layout.ColumnsFrom = ColumnsFromGuess
+	}
+	if err != nil {
+		return err
+	}
+
+	r.kinds = make([]columnKind, len(r.layout.Columns))
+	for i, c := range r.layout.Columns {
+		switch c {
+		case ColumnEmail:
+			r.kinds[i] = kindEmail
+		case ColumnName:
+			r.kinds[i] = kindName
+		case ColumnFirstName:
+			r.kinds[i] = kindFirstName
+		case ColumnLastName:
+			r.kinds[i] = kindLastName
+		case ColumnPhone:
+			r.kinds[i] = kindPhone
+		}
+	}
+	return nil
+}
+
+// explain adds to the error of a first record what usually causes it.
+func explain(cause error) error {
+	if errors.Is(cause, ErrRecordTooLong) {
+		return fmt.Errorf("%w: the first record is over the record limit; is this a CSV file, with LF, CRLF or CR line ends?", cause)
+	}
+	return cause
+}
+
+// Map returns rec's values by canonical column. Values are not trimmed.
+func (r *Reader) Map(rec Record) Mapped {
+	var m Mapped
+	for i, v := range rec.Fields {
+		kind := kindAttribute
+		if i < len(r.kinds) {
+			kind = r.kinds[i]
+		}
+		switch kind {
+		case kindEmail:
+			m.Email = v
+		case kindName:
+			m.Name = v
+		case kindFirstName:
+			m.FirstName = v
+		case kindLastName:
+			m.LastName = v
+		case kindPhone:
+			m.Phone = v
+		case kindAttribute:
+			if v == "" {
+				continue
+			}
+			if m.Attributes == nil {
+				m.Attributes = make(map[string]string)
+			}
+			m.Attributes[r.columnName(i)] = v
+		}
+	}
+	return m
+}
+
+// Value returns rec's value in the named column (a canonical column, an alias,
+// an attribute name or colN), or "" when the record or the file has none.
+func (r *Reader) Value(rec Record, column string) string {
+	name := canonicalName(column)
+	i := slices.Index(r.layout.Columns, name)
+	if i < 0 {
+		n, ok := strings.CutPrefix(name, "col")
+		if !ok {
+			return ""
+		}
+		k, err := strconv.Atoi(n)
+		if err != nil || k <= len(r.layout.Columns) {
+			return ""
+		}
+		i = k - 1
+	}
+	if i < len(rec.Fields) {
+		return rec.Fields[i]
+	}
+	return ""
+}
+
+func (r *Reader) columnName(i int) string {
+	if i < len(r.layout.Columns) {
+		return r.layout.Columns[i]
+	}
+	for len(r.extra) <= i-len(r.layout.Columns) {
+		r.extra = append(r.extra, colName(len(r.layout.Columns)+len(r.extra)))
+	}
+	return r.extra[i-len(r.layout.Columns)]
+}
+
+// detectDelimiter picks the most frequent of ',' ';' and tab outside quotes
+// on the first non-blank line of b (the first record, when a quoted field
+// spans lines), preferring them in that order on a tie; ',' when none occurs.
+// ambiguous reports that more than one of them occurs there.
+func detectDelimiter(b []byte) (delim byte, ambiguous bool) {
+	candidates := []byte{',', ';', '\t'}
+	var counts [3]int
+	inQuotes, blank := false, true
+	for _, c := range b {
+		if c == '"' {
+			inQuotes = !inQuotes
+			blank = false
+			continue
+		}
+		if inQuotes {
+			continue
+		}
+		if c == '\n' {
+			if !blank {
+				break
+			}
+			continue
+		}
+		if c != '\r' && c != ' ' {
+			blank = false
+		}
+		if i := bytes.IndexByte(candidates, c); i >= 0 {
+			counts[i]++
+		}
+	}
+	best, seen := 0, 0
+	for i := range counts {
+		if counts[i] > counts[best] {
+			best = i
+		}
+		if counts[i] > 0 {
+			seen++
+		}
+	}
+	return candidates[best], seen > 1
 }
