@@ -145,6 +145,13 @@ func parseBatch(raw []byte) []batchCustomer {
 		}
 		return out
 	}
+	return parseBatchEach(raw)
+}
+
+// parseBatchEach decodes a batch body customer by customer: the list as raw
+// JSON, then each customer for its key and for its body, so that a customer
+// of the wrong shape is refused alone.
+func parseBatchEach(raw []byte) []batchCustomer {
 	var req batchRequest
 	if json.Unmarshal(raw, &req) != nil {
 		return nil

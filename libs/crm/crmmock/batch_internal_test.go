@@ -10,27 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// parseBatchOneByOne is how a batch body was decoded before parseBatch: the
-// list as raw JSON, then each customer twice, for its key and for its body.
-func parseBatchOneByOne(raw []byte) []batchCustomer {
-	var req batchRequest
-	if json.Unmarshal(raw, &req) != nil {
-		return nil
-	}
-	out := make([]batchCustomer, len(req.Customers))
-	for i, one := range req.Customers {
-		var key struct {
-			IdempotencyKey string `json:"idempotency_key"`
-		}
-		if json.Unmarshal(one, &key) != nil || key.IdempotencyKey == "" {
-			continue
-		}
-		out[i].key = key.IdempotencyKey
-		out[i].req, out[i].invalid = parseCreate(one, nil)
-	}
-	return out
-}
-
 var batchBodies = []string{
 	`{"customers":[{"email":"a@b.com","name":"A","attributes":{"k":"v"},"idempotency_key":"k1"},{"email":"c@d.com","idempotency_key":"k2"}]}`,
 	`{"customers":[]}`,
@@ -57,19 +36,19 @@ var batchBodies = []string{
 	`{"customers":[{"\`,
 }
 
-func TestParseBatchAsOneByOne(t *testing.T) {
+func TestParseBatchAsCustomerByCustomer(t *testing.T) {
 	t.Parallel()
 	for _, body := range batchBodies {
-		require.Equal(t, parseBatchOneByOne([]byte(body)), parseBatch([]byte(body)), body)
+		require.Equal(t, parseBatchEach([]byte(body)), parseBatch([]byte(body)), body)
 	}
 }
 
 // A body that repeats the "customers" key is read as encoding/json reads
 // it: the second list is decoded into the first list's elements, so a field
-// the second leaves out keeps the first's value. The one-by-one reading
-// replaced the list instead; RFC 8259 leaves repeated names to the reader,
-// and no client sends them, so parseBatch is held to encoding/json
-// (FuzzWireBatch) rather than to that reading.
+// the second leaves out keeps the first's value. The customer-by-customer
+// reading (parseBatchEach) replaces the list instead; RFC 8259 leaves
+// repeated names to the reader, and no client sends them, so parseBatch is
+// held to encoding/json (FuzzWireBatch) rather than to that reading.
 func TestParseBatchRepeatedListAsEncodingJSON(t *testing.T) {
 	t.Parallel()
 	raw := []byte(`{"customers":[{"idempotency_key":"k1","email":"a@b.com"}],"customers":[{"email":"c@d.com"}]}`)
