@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -283,16 +282,10 @@ func (b *batch) releaseIfOpen(ctx context.Context) error {
 	if len(b.preLeased) == 0 || b.w.breaker.State() != gobreaker.StateOpen {
 		return nil
 	}
-	emails := slices.Collect(maps.Keys(b.preLeased))
 	pre := b.leasedItems(nil)
 	b.preLeased = nil
-	if _, err := withDB(ctx, b.w, "release", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, b.w.store.Release(ctx, b.owner, emails)
-	}); err != nil {
-		b.handBack(pre)
-		return fmt.Errorf("release customers: %w", err)
-	}
-	return nil
+	_, err := b.giveBack(ctx, pre)
+	return err
 }
 
 // leasedItems lists the first item of every customer leased in claims, and
